@@ -1,0 +1,81 @@
+"""Track and analyse the executions of Miyabi's 15 business agents, from Jupyter and scripts."""
+
+from miyabi_analytics import agents as agents
+from miyabi_analytics._db.engine import connect as connect
+from miyabi_analytics._db.engine import mask_url as mask_url
+from miyabi_analytics._db.migrate import downgrade as downgrade
+from miyabi_analytics._db.migrate import migrate as migrate
+from miyabi_analytics.agents import AGENT_CATEGORIES as AGENT_CATEGORIES
+from miyabi_analytics.agents import AGENT_TYPES as AGENT_TYPES
+from miyabi_analytics.agents import AIEntrepreneurAgent as AIEntrepreneurAgent
+from miyabi_analytics.agents import AnalyticsAgent as AnalyticsAgent
+from miyabi_analytics.agents import ContentCreationAgent as ContentCreationAgent
+from miyabi_analytics.agents import CRMAgent as CRMAgent
+from miyabi_analytics.agents import FunnelDesignAgent as FunnelDesignAgent
+from miyabi_analytics.agents import JonathanIveDesignAgent as JonathanIveDesignAgent
+from miyabi_analytics.agents import MarketingAgent as MarketingAgent
+from miyabi_analytics.agents import MarketResearchAgent as MarketResearchAgent
+from miyabi_analytics.agents import PersistableAgent as PersistableAgent
+from miyabi_analytics.agents import PersonaAgent as PersonaAgent
+from miyabi_analytics.agents import ProductConceptAgent as ProductConceptAgent
+from miyabi_analytics.agents import ProductDesignAgent as ProductDesignAgent
+from miyabi_analytics.agents import SalesAgent as SalesAgent
+from miyabi_analytics.agents import SelfAnalysisAgent as SelfAnalysisAgent
+from miyabi_analytics.agents import SNSStrategyAgent as SNSStrategyAgent
+from miyabi_analytics.agents import YouTubeAgent as YouTubeAgent
+from miyabi_analytics.agents import agent_category as agent_category
+from miyabi_analytics.agents import agent_for as agent_for
+from miyabi_analytics.errors import InvalidStatusTransition as InvalidStatusTransition
+from miyabi_analytics.errors import MiyabiError as MiyabiError
+from miyabi_analytics.errors import NotFound as NotFound
+from miyabi_analytics.errors import SchemaError as SchemaError
+from miyabi_analytics.errors import ValidationError as ValidationError
+from miyabi_analytics.metrics import LOG_LEVELS as LOG_LEVELS
+from miyabi_analytics.reader import read_logs as read_logs
+from miyabi_analytics.reader import read_summary as read_summary
+from miyabi_analytics.records import AgentExecutionResult as AgentExecutionResult
+from miyabi_analytics.records import BusinessMetrics as BusinessMetrics
+from miyabi_analytics.records import ExecutionResultBuilder as ExecutionResultBuilder
+from miyabi_analytics.records import ExecutionStatus as ExecutionStatus
+from miyabi_analytics.store import ExecutionStore as ExecutionStore
+
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_public_api.py checks
+    "AGENT_CATEGORIES",
+    "AGENT_TYPES",
+    "AIEntrepreneurAgent",
+    "AgentExecutionResult",
+    "AnalyticsAgent",
+    "BusinessMetrics",
+    "CRMAgent",
+    "ContentCreationAgent",
+    "ExecutionResultBuilder",
+    "ExecutionStatus",
+    "ExecutionStore",
+    "FunnelDesignAgent",
+    "InvalidStatusTransition",
+    "JonathanIveDesignAgent",
+    "LOG_LEVELS",
+    "MarketResearchAgent",
+    "MarketingAgent",
+    "MiyabiError",
+    "NotFound",
+    "PersistableAgent",
+    "PersonaAgent",
+    "ProductConceptAgent",
+    "ProductDesignAgent",
+    "SNSStrategyAgent",
+    "SalesAgent",
+    "SchemaError",
+    "SelfAnalysisAgent",
+    "ValidationError",
+    "YouTubeAgent",
+    "agent_category",
+    "agent_for",
+    "agents",
+    "connect",
+    "downgrade",
+    "mask_url",
+    "migrate",
+    "read_logs",
+    "read_summary",
+]

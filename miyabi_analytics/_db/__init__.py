@@ -1,0 +1,1 @@
+"""Internal database layer: engines, column types, tables, statements and migrations."""

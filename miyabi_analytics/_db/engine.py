@@ -1,0 +1,100 @@
+"""The one engine factory: URL resolution, password masking and per-dialect connection setup."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Final
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError
+
+from miyabi_analytics._db.types import strict_json_dumps
+from miyabi_analytics.errors import ValidationError
+
+__all__ = ["DEFAULT_URL", "connect", "mask_url", "resolve_url"]
+
+DEFAULT_URL: Final = "sqlite:///miyabi.db"
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def mask_url(url: str | URL) -> str:
+    """A URL as text with its password replaced by ``***``, safe for logs, errors and notebooks."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    return _PASSWORD_IN_TEXT.sub(r"\1***@", url)
+
+
+def resolve_url(url: str | URL | None = None) -> URL:
+    """Explicit argument, then ``MIYABI_DATABASE_URL``, then ``DATABASE_URL``, then the default.
+
+    ``postgres://`` and ``postgresql://`` are served by psycopg 3.
+    """
+    chosen = (
+        url
+        or os.environ.get("MIYABI_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or DEFAULT_URL
+    )
+    try:
+        parsed = chosen if isinstance(chosen, URL) else make_url(chosen)
+    except (ArgumentError, ValueError):
+        raise ValidationError("url", mask_url(chosen), "not a database URL") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgres", "postgresql"):
+        if driver not in ("", "psycopg"):
+            raise ValidationError(
+                "url", mask_url(parsed), "PostgreSQL is served by psycopg 3 (postgresql+psycopg)"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed
+    raise ValidationError("url", mask_url(parsed), "only postgresql and sqlite are supported")
+
+
+def connect(url: str | URL | None = None, **engine_options: Any) -> Engine:
+    """Create an engine for ``url`` (see :func:`resolve_url`); opens no connection.
+
+    SQLite connections get foreign keys (for ON DELETE CASCADE), WAL and a busy timeout, and run
+    real ``BEGIN`` statements so DDL is transactional and writers take the lock up front.
+    PostgreSQL connections are checked before use, so a restarted server costs no error.
+    """
+    resolved = resolve_url(url)
+    options: dict[str, Any] = {"json_serializer": strict_json_dumps, "pool_pre_ping": True}
+    options.update(engine_options)
+    engine = create_engine(resolved, **options)
+    if resolved.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    else:
+        _configure_postgresql(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if engine.url.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("miyabi_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Buckets and text renderings in UTC whatever the server's default zone is.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        dbapi_connection.commit()

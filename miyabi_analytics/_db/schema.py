@@ -1,0 +1,109 @@
+"""Tables of the schema, as SQLAlchemy Core metadata (what ``alembic check`` compares against)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+executions = Table(
+    "agent_executions",
+    metadata,
+    Column("id", UuidText(), primary_key=True),
+    Column("repository_id", UuidText(), nullable=False),
+    Column("user_id", UuidText(), nullable=True),
+    Column("agent_type", String(50), nullable=False),
+    Column("issue_number", Integer, nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("completed_at", UtcDateTime(), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("result", JsonDocument, nullable=True),
+    Column("quality_score", Integer, nullable=True),
+    Column("pr_number", Integer, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    CheckConstraint(
+        "quality_score IS NULL OR (quality_score >= 0 AND quality_score <= 100)",
+        name="quality_score_range",
+    ),
+    CheckConstraint(
+        "status IN ('pending', 'running', 'completed', 'failed')", name="status_known"
+    ),
+    Index(None, "repository_id"),
+    Index(None, "agent_type"),
+    Index(None, "status"),
+    Index(None, "created_at"),
+    Index(None, "started_at"),
+)
+
+analytics = Table(
+    "business_agent_analytics",
+    metadata,
+    Column("id", UuidText(), primary_key=True),
+    Column(
+        "execution_id",
+        UuidText(),
+        ForeignKey("agent_executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("agent_type", String(50), nullable=False),
+    Column("metrics", JsonDocument, nullable=False),
+    Column("competitors_analyzed", Integer, nullable=True),
+    Column("market_size_usd", BigInteger, nullable=True),
+    Column("growth_rate_percent", Numeric(5, 2, asdecimal=False), nullable=True),
+    Column("conversion_rate", Numeric(5, 2, asdecimal=False), nullable=True),
+    Column("target_audience_size", Integer, nullable=True),
+    Column("estimated_revenue_usd", BigInteger, nullable=True),
+    Column("engagement_score", Integer, nullable=True),
+    Column("reach_estimate", Integer, nullable=True),
+    Column("roi_percent", Numeric(7, 2, asdecimal=False), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    CheckConstraint(
+        "engagement_score IS NULL OR (engagement_score >= 0 AND engagement_score <= 100)",
+        name="engagement_score_range",
+    ),
+    Index(None, "execution_id"),
+    Index(None, "agent_type"),
+)
+
+logs = Table(
+    "agent_execution_logs",
+    metadata,
+    Column("id", UuidText(), primary_key=True),
+    Column(
+        "execution_id",
+        UuidText(),
+        ForeignKey("agent_executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("log_level", String(20), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("metadata", JsonDocument, nullable=True),
+    Column("logged_at", UtcDateTime(), nullable=False),
+    Index(None, "execution_id"),
+    Index(None, "log_level"),
+    Index(None, "logged_at"),
+)

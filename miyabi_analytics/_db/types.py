@@ -1,0 +1,79 @@
+"""Column types that behave the same on PostgreSQL and SQLite.
+
+SQLite has no timestamp or uuid type. Timestamps are stored there as fixed-width UTC text
+(``YYYY-MM-DD HH:MM:SS.ffffff+00:00``) so they keep microseconds, sort as text, and SQLite's date
+functions still read them; uuids as their canonical 36-character text.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Dialect, String, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"
+SQLITE_TS_WIDTH = 32
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``timestamptz`` on PostgreSQL, fixed-width UTC text on SQLite; always aware UTC in Python."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(SQLITE_TS_WIDTH))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the database layer")
+        utc = value.astimezone(UTC)
+        return utc.strftime(SQLITE_TS_FORMAT) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).astimezone(UTC)
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+
+class UuidText(TypeDecorator[uuid.UUID]):
+    """Native ``uuid`` on PostgreSQL, canonical 36-character text on SQLite."""
+
+    impl = Uuid(as_uuid=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(36))
+        return dialect.type_descriptor(Uuid(as_uuid=True))
+
+    def process_bind_param(self, value: uuid.UUID | str | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        parsed = value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+        return str(parsed) if dialect.name == "sqlite" else parsed
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> uuid.UUID | None:
+        if value is None or isinstance(value, uuid.UUID):
+            return value
+        return uuid.UUID(str(value))
+
+
+def strict_json_dumps(value: Any) -> str:
+    """The engines' JSON serializer: NaN/Infinity are errors, never silently written."""
+    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
+JsonDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")

@@ -1,0 +1,133 @@
+"""The ``miyabi-analytics`` command: thin, testable (``main(argv) -> int``), no tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from miyabi_analytics._db.engine import connect, mask_url
+from miyabi_analytics._db.migrate import current_revision, downgrade, migrate
+from miyabi_analytics.errors import MiyabiError
+
+__all__ = ["main"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="miyabi-analytics",
+        description="Track and analyse the executions of Miyabi's business agents.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    url_help = (
+        "database URL (default: $MIYABI_DATABASE_URL, $DATABASE_URL, sqlite:///miyabi.db)"
+    )
+
+    cmd = commands.add_parser("migrate", help="upgrade the schema")
+    cmd.add_argument("--url", help=url_help)
+    cmd.add_argument("--revision", default="head", help="target revision (default: head)")
+    cmd.set_defaults(handler=_migrate)
+
+    cmd = commands.add_parser("downgrade", help="downgrade the schema")
+    cmd.add_argument("--url", help=url_help)
+    cmd.add_argument("--revision", required=True, help="target revision ('base' drops all)")
+    cmd.set_defaults(handler=_downgrade)
+
+    cmd = commands.add_parser("demo", help="load a synthetic history and summarise it")
+    cmd.add_argument("--url", help=url_help)
+    cmd.add_argument("--executions", type=_positive_int, default=20_000)
+    cmd.add_argument("--seed", type=int, default=42)
+    cmd.set_defaults(handler=_demo)
+    return parser
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    engine = connect(args.url)
+    try:
+        migrate(engine, args.revision)
+        print(f"{mask_url(engine.url)} is at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _downgrade(args: argparse.Namespace) -> int:
+    engine = connect(args.url)
+    try:
+        downgrade(engine, args.revision)
+        print(f"{mask_url(engine.url)} is at revision {current_revision(engine) or 'base'}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from miyabi_analytics.demo import load_demo
+    from miyabi_analytics.reader import read_summary
+
+    engine = connect(args.url)
+    try:
+        began = time.perf_counter()
+        migrate(engine)
+        load_demo(engine, args.executions, seed=args.seed, progress=_say)
+        frame = read_summary(
+            engine, columns=["agent_type", "status", "quality_score", "duration_seconds"]
+        )
+        _say(f"loaded into {mask_url(engine.url)} in {time.perf_counter() - began:.1f}s\n")
+        print(_summary_table(frame, pd))
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _summary_table(frame: Any, pd: Any) -> str:
+    grouped = frame.groupby("agent_type", observed=True)
+    completed = grouped["status"].apply(lambda s: int((s == "completed").sum()))
+    failed = grouped["status"].apply(lambda s: int((s == "failed").sum()))
+    table = pd.DataFrame(
+        {
+            "executions": grouped.size(),
+            "completed": completed,
+            "failed": failed,
+            "success_rate": (completed / (completed + failed)).map("{:.1%}".format),
+            "mean_quality": grouped["quality_score"].mean().round(1),
+            "median_minutes": (grouped["duration_seconds"].median() / 60).round(1),
+        }
+    )
+    return str(table.to_string())
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad arguments or bad input)."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except MiyabiError as exc:
+        print(f"miyabi-analytics: error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        first_line = str(cause).strip().splitlines()
+        reason = mask_url(first_line[0] if first_line else type(exc).__name__)
+        print(f"miyabi-analytics: database error: {reason}", file=sys.stderr)
+        return 1

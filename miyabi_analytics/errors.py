@@ -1,0 +1,67 @@
+"""The errors miyabi_analytics raises on purpose.
+
+Hierarchy::
+
+    MiyabiError
+    ├── ValidationError (also ValueError)      bad input, refused before anything was written
+    │   └── InvalidStatusTransition            an update would move a stored execution backwards
+    ├── NotFound (also LookupError)            metrics or logs aimed at an unknown execution
+    └── SchemaError                            the database schema is newer than this code
+
+Every error keeps its constructor arguments in ``.args`` so it pickles across processes.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InvalidStatusTransition", "MiyabiError", "NotFound", "SchemaError", "ValidationError"]
+
+
+class MiyabiError(Exception):
+    """Base class for every error miyabi_analytics raises on purpose."""
+
+
+class ValidationError(MiyabiError, ValueError):
+    """Input refused before anything was written; names the field and the bad value."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(field, value, reason)
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+    def __str__(self) -> str:
+        shown = repr(self.value)
+        if len(shown) > 200:
+            shown = shown[:197] + "..."
+        return f"{self.field}={shown}: {self.reason}"
+
+
+class InvalidStatusTransition(ValidationError):  # noqa: N818 (name fixed by the contract)
+    """A save would move a stored execution backwards; the stored row is unchanged."""
+
+    def __init__(self, execution_id: object, current: str, requested: str) -> None:
+        MiyabiError.__init__(self, execution_id, current, requested)
+        self.field = "status"
+        self.value = requested
+        self.reason = (
+            f"execution {execution_id} is {current!r}; it cannot move to {requested!r}"
+        )
+        self.execution_id = execution_id
+        self.current = current
+        self.requested = requested
+
+
+class NotFound(MiyabiError, LookupError):  # noqa: N818 (name fixed by the contract)
+    """Metrics, logs or a lookup aimed at an execution id that is not stored."""
+
+    def __init__(self, what: str, key: object) -> None:
+        super().__init__(what, key)
+        self.what = what
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.key} not found"
+
+
+class SchemaError(MiyabiError):
+    """The database was migrated by a newer miyabi_analytics than this one."""

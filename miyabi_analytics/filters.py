@@ -1,0 +1,99 @@
+"""The filters shared by ``read_summary`` and every aggregate, validated once, applied as SQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select
+
+from miyabi_analytics._validate import as_time_bound, as_uuid
+from miyabi_analytics.agents import check_agent_type
+from miyabi_analytics.errors import ValidationError
+from miyabi_analytics.records import ExecutionStatus
+
+__all__ = ["SummaryFilters"]
+
+S = TypeVar("S", bound=Select[Any])
+
+
+def _many(field: str, value: object) -> list[object]:
+    """A single value or an iterable of them (a lone string is one value, not its characters)."""
+    if isinstance(value, str | uuid.UUID | ExecutionStatus):
+        return [value]
+    if isinstance(value, Iterable):
+        items = list(value)
+        if not items:
+            raise ValidationError(field, value, "empty: pass None to mean 'all'")
+        return items
+    return [value]
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryFilters:
+    """Validated filters; ``since`` is inclusive, ``until`` exclusive, both on ``started_at``."""
+
+    repository_ids: tuple[uuid.UUID, ...] | None = None
+    user_ids: tuple[uuid.UUID, ...] | None = None
+    agent_types: tuple[str, ...] | None = None
+    statuses: tuple[ExecutionStatus, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        repository_id: object = None,
+        user_id: object = None,
+        agent_types: object = None,
+        statuses: object = None,
+        since: object = None,
+        until: object = None,
+    ) -> SummaryFilters:
+        """Validate user-facing filter arguments (ids may be one or many)."""
+        start = None if since is None else as_time_bound("since", since)
+        end = None if until is None else as_time_bound("until", until)
+        if start is not None and end is not None and end < start:
+            raise ValidationError("until", until, f"is before since ({start.isoformat()})")
+        return cls(
+            repository_ids=None if repository_id is None else tuple(
+                as_uuid("repository_id", v) for v in _many("repository_id", repository_id)
+            ),
+            user_ids=None if user_id is None else tuple(
+                as_uuid("user_id", v) for v in _many("user_id", user_id)
+            ),
+            agent_types=None if agent_types is None else tuple(
+                check_agent_type(v, "agent_types") for v in _many("agent_types", agent_types)
+            ),
+            statuses=None if statuses is None else tuple(
+                ExecutionStatus.parse(v, "statuses") for v in _many("statuses", statuses)
+            ),
+            since=start,
+            until=end,
+        )
+
+    def clauses(self, columns: Any) -> list[ColumnElement[bool]]:
+        """WHERE clauses against a selectable's ``.c`` having the summary's column names."""
+        out: list[ColumnElement[bool]] = []
+        if self.repository_ids is not None:
+            out.append(columns.repository_id.in_(self.repository_ids))
+        if self.user_ids is not None:
+            out.append(columns.user_id.in_(self.user_ids))
+        if self.agent_types is not None:
+            out.append(columns.agent_type.in_(self.agent_types))
+        if self.statuses is not None:
+            out.append(columns.status.in_([s.value for s in self.statuses]))
+        if self.since is not None:
+            out.append(columns.started_at >= self.since)
+        if self.until is not None:
+            out.append(columns.started_at < self.until)
+        return out
+
+    def apply(self, stmt: S, columns: Any) -> S:
+        """``stmt`` with every clause added."""
+        clauses = self.clauses(columns)
+        return stmt.where(*clauses) if clauses else stmt

@@ -1,0 +1,98 @@
+"""Business metrics: which keys have typed columns, and the range each column can hold."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Final
+
+from miyabi_analytics._validate import INT32_MAX, INT64_MAX, as_int, as_json
+from miyabi_analytics.errors import ValidationError
+
+__all__ = ["LOG_LEVELS", "METRIC_COLUMNS", "ValidMetrics", "check_log_level", "validate_metrics"]
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class _IntColumn:
+    high: int
+    low: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _RateColumn:
+    """numeric(precision, 2): may be negative, must fit after rounding to cents."""
+
+    precision: int
+
+    @property
+    def bound(self) -> Decimal:
+        return Decimal(10) ** (self.precision - 2) - Decimal("0.01")
+
+
+METRIC_COLUMNS: Final[Mapping[str, _IntColumn | _RateColumn]] = {
+    "competitors_analyzed": _IntColumn(INT32_MAX),
+    "market_size_usd": _IntColumn(INT64_MAX),
+    "growth_rate_percent": _RateColumn(5),
+    "conversion_rate": _RateColumn(5),
+    "target_audience_size": _IntColumn(INT32_MAX),
+    "estimated_revenue_usd": _IntColumn(INT64_MAX),
+    "engagement_score": _IntColumn(100),
+    "reach_estimate": _IntColumn(INT32_MAX),
+    "roi_percent": _RateColumn(7),
+}
+
+_CENT: Final = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class ValidMetrics:
+    """The whole metrics document (kept as JSON) and the values of the typed columns."""
+
+    document: dict[str, Any]
+    columns: dict[str, int | float | None]
+
+
+def validate_metrics(metrics: object) -> ValidMetrics:
+    """Check a metrics mapping; raises ValidationError naming ``metrics.<key>`` and the value."""
+    if not isinstance(metrics, Mapping):
+        raise ValidationError("metrics", metrics, "expected a mapping")
+    columns: dict[str, int | float | None] = dict.fromkeys(METRIC_COLUMNS)
+    for name, spec in METRIC_COLUMNS.items():
+        value = metrics.get(name)
+        if value is None:
+            continue
+        field = f"metrics.{name}"
+        if isinstance(spec, _IntColumn):
+            columns[name] = as_int(field, value, low=spec.low, high=spec.high)
+        else:
+            columns[name] = _rate(field, value, spec)
+    return ValidMetrics(document=as_json("metrics", metrics), columns=columns)
+
+
+def _rate(field: str, value: object, spec: _RateColumn) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValidationError(field, value, "expected a number")
+    real = float(value)
+    if not math.isfinite(real):
+        raise ValidationError(field, value, "NaN and Infinity cannot be stored")
+    # Round half away from zero to cents, as PostgreSQL's numeric does, so both databases agree.
+    cents = Decimal(repr(real)).quantize(_CENT, rounding=ROUND_HALF_UP)
+    if abs(cents) > spec.bound:
+        raise ValidationError(
+            field,
+            value,
+            f"must be between -{spec.bound} and {spec.bound} (numeric({spec.precision},2))",
+        )
+    return float(cents)
+
+
+def check_log_level(level: object) -> str:
+    """A log level in any case, returned lowercase."""
+    if isinstance(level, str) and level.strip().lower() in LOG_LEVELS:
+        return level.strip().lower()
+    raise ValidationError("level", level, f"expected one of {', '.join(LOG_LEVELS)}")

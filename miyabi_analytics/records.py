@@ -1,0 +1,264 @@
+"""The execution record, its lifecycle and the builder that validates it once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final, Self, TypedDict
+
+from miyabi_analytics._validate import INT32_MAX, as_aware, as_int, as_json, as_text, as_uuid
+from miyabi_analytics.errors import ValidationError
+
+__all__ = [
+    "AgentExecutionResult",
+    "BusinessMetrics",
+    "ExecutionResultBuilder",
+    "ExecutionStatus",
+    "LogEntry",
+    "MetricsEntry",
+]
+
+
+class ExecutionStatus(StrEnum):
+    """Lifecycle of an execution: pending -> running -> completed | failed; pending -> failed."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    def can_transition_to(self, new: ExecutionStatus | str) -> bool:
+        """Whether a stored execution in this state may be saved again with ``new``."""
+        target = ExecutionStatus(new)
+        return target is self or target in _NEXT[self]
+
+    @property
+    def is_terminal(self) -> bool:
+        """Completed and failed executions never change state again."""
+        return not _NEXT[self]
+
+    @classmethod
+    def parse(cls, value: object, field: str = "status") -> ExecutionStatus:
+        """Accept the enum or its value in any case; anything else is a ValidationError."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.strip().lower())
+            except ValueError:
+                pass
+        allowed = ", ".join(s.value for s in cls)
+        raise ValidationError(field, value, f"expected one of {allowed}")
+
+    def allowed_predecessors(self) -> tuple[ExecutionStatus, ...]:
+        """Stored states from which a save with this state is legal."""
+        return tuple(s for s in ExecutionStatus if s.can_transition_to(self))
+
+
+_NEXT: Final[Mapping[ExecutionStatus, frozenset[ExecutionStatus]]] = {
+    ExecutionStatus.PENDING: frozenset({ExecutionStatus.RUNNING, ExecutionStatus.FAILED}),
+    ExecutionStatus.RUNNING: frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED}),
+    ExecutionStatus.COMPLETED: frozenset(),
+    ExecutionStatus.FAILED: frozenset(),
+}
+
+
+class BusinessMetrics(TypedDict, total=False):
+    """The metric keys with typed columns; any other key is kept in the ``metrics`` JSON only."""
+
+    competitors_analyzed: int
+    market_size_usd: int
+    growth_rate_percent: float
+    conversion_rate: float
+    target_audience_size: int
+    estimated_revenue_usd: int
+    engagement_score: int
+    reach_estimate: int
+    roi_percent: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentExecutionResult:
+    """One execution, exactly the columns of ``agent_executions``.
+
+    ``created_at`` and ``updated_at`` are ``None`` until the store has saved the record.
+    Build new records with :class:`ExecutionResultBuilder`, which validates; change one with
+    :meth:`evolve`, which validates the same way.
+    """
+
+    id: uuid.UUID
+    repository_id: uuid.UUID
+    agent_type: str
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    user_id: uuid.UUID | None = None
+    issue_number: int | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error_message: str | None = None
+    result: Any = field(default=None, compare=True)
+    quality_score: int | None = None
+    pr_number: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def execution_id(self) -> uuid.UUID:
+        """Alias of ``id``, the name the design's docs use."""
+        return self.id
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds from start to completion, ``None`` while unfinished."""
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at).total_seconds()
+
+    def evolve(self, **changes: Any) -> AgentExecutionResult:
+        """A validated copy with some fields changed (e.g. the next lifecycle step)."""
+        return validate_record(replace(self, **changes))
+
+
+def validate_record(record: AgentExecutionResult) -> AgentExecutionResult:
+    """Check every field of a record; returns it normalised (UTC datetimes, plain JSON)."""
+    from miyabi_analytics.agents import check_agent_type  # agents imports records
+
+    started = None if record.started_at is None else as_aware("started_at", record.started_at)
+    completed = (
+        None if record.completed_at is None else as_aware("completed_at", record.completed_at)
+    )
+    if started is not None and completed is not None and completed < started:
+        raise ValidationError(
+            "completed_at", record.completed_at, f"is before started_at ({started.isoformat()})"
+        )
+    return AgentExecutionResult(
+        id=as_uuid("id", record.id),
+        repository_id=as_uuid("repository_id", record.repository_id),
+        agent_type=check_agent_type(record.agent_type),
+        status=ExecutionStatus.parse(record.status),
+        user_id=None if record.user_id is None else as_uuid("user_id", record.user_id),
+        issue_number=_optional_int("issue_number", record.issue_number),
+        started_at=started,
+        completed_at=completed,
+        error_message=(
+            None if record.error_message is None
+            else as_text("error_message", record.error_message)
+        ),
+        result=None if record.result is None else _json_document("result", record.result),
+        quality_score=(
+            None if record.quality_score is None
+            else as_int("quality_score", record.quality_score, low=0, high=100)
+        ),
+        pr_number=_optional_int("pr_number", record.pr_number),
+        created_at=None if record.created_at is None else as_aware("created_at", record.created_at),
+        updated_at=None if record.updated_at is None else as_aware("updated_at", record.updated_at),
+    )
+
+
+def _optional_int(name: str, value: object) -> int | None:
+    return None if value is None else as_int(name, value, low=0, high=INT32_MAX)
+
+
+def _json_document(name: str, value: object) -> Any:
+    if not isinstance(value, Mapping | list | tuple):
+        raise ValidationError(name, value, "expected a mapping or a list")
+    return as_json(name, value)
+
+
+class ExecutionResultBuilder:
+    """Fluent construction of an :class:`AgentExecutionResult`; ``build()`` validates once.
+
+    Setters only record values (so a chain never fails half-way); ``build()`` raises
+    :class:`ValidationError` naming the first bad field.
+    """
+
+    def __init__(self, repository_id: uuid.UUID | str, agent_type: str) -> None:
+        self._fields: dict[str, Any] = {"repository_id": repository_id, "agent_type": agent_type}
+
+    def _set(self, name: str, value: Any) -> Self:
+        self._fields[name] = value
+        return self
+
+    def id(self, value: uuid.UUID | str) -> Self:
+        """Reuse an execution id, so a save updates that execution."""
+        return self._set("id", value)
+
+    def execution_id(self, value: uuid.UUID | str) -> Self:
+        """Alias of :meth:`id`."""
+        return self.id(value)
+
+    def user_id(self, value: uuid.UUID | str | None) -> Self:
+        """The user who started the execution."""
+        return self._set("user_id", value)
+
+    def issue_number(self, value: int | None) -> Self:
+        """The issue the agent worked on."""
+        return self._set("issue_number", value)
+
+    def pr_number(self, value: int | None) -> Self:
+        """The pull request the agent opened."""
+        return self._set("pr_number", value)
+
+    def status(self, value: ExecutionStatus | str) -> Self:
+        """Lifecycle state; strings in any case are accepted."""
+        return self._set("status", value)
+
+    def started_at(self, value: datetime | None) -> Self:
+        """Start time, timezone-aware."""
+        return self._set("started_at", value)
+
+    def completed_at(self, value: datetime | None) -> Self:
+        """Completion time, timezone-aware, not before the start."""
+        return self._set("completed_at", value)
+
+    def start_now(self) -> Self:
+        """Start now (UTC)."""
+        return self.started_at(datetime.now(UTC))
+
+    def complete_now(self) -> Self:
+        """Complete now (UTC)."""
+        return self.completed_at(datetime.now(UTC))
+
+    def quality_score(self, value: int | None) -> Self:
+        """Quality from 0 to 100."""
+        return self._set("quality_score", value)
+
+    def result(self, value: Mapping[str, Any] | list[Any] | None) -> Self:
+        """The agent's JSON result."""
+        return self._set("result", value)
+
+    def error_message(self, value: str | None) -> Self:
+        """Why the execution failed."""
+        return self._set("error_message", value)
+
+    def error(self, value: str | None) -> Self:
+        """Alias of :meth:`error_message` (the design's name)."""
+        return self.error_message(value)
+
+    def build(self) -> AgentExecutionResult:
+        """Validate every field and return the immutable record."""
+        fields = dict(self._fields)
+        fields.setdefault("id", uuid.uuid4())
+        return validate_record(AgentExecutionResult(**fields))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsEntry:
+    """One metrics document for :meth:`ExecutionStore.save_analysis_metrics_many`."""
+
+    execution_id: uuid.UUID | str
+    metrics: Mapping[str, Any]
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One log line for :meth:`ExecutionStore.log_many`."""
+
+    execution_id: uuid.UUID | str
+    level: str
+    message: str
+    metadata: Mapping[str, Any] | None = None
+    logged_at: datetime | None = None

@@ -1,0 +1,379 @@
+"""ExecutionStore: every write and lookup of executions, metrics and logs, one transaction each."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, select, update
+from sqlalchemy.exc import IntegrityError
+
+from miyabi_analytics._db.schema import analytics, executions, logs
+from miyabi_analytics._db.statements import upsert_execution
+from miyabi_analytics._db.tx import begin
+from miyabi_analytics._validate import INT32_MAX, as_aware, as_int, as_json, as_text, as_uuid
+from miyabi_analytics.agents import check_agent_type
+from miyabi_analytics.errors import InvalidStatusTransition, NotFound, ValidationError
+from miyabi_analytics.metrics import check_log_level, validate_metrics
+from miyabi_analytics.records import (
+    AgentExecutionResult,
+    ExecutionStatus,
+    LogEntry,
+    MetricsEntry,
+    validate_record,
+)
+
+__all__ = ["ExecutionStore"]
+
+DEFAULT_BATCH_SIZE = 5_000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _row_of(record: AgentExecutionResult, now: datetime) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "repository_id": record.repository_id,
+        "user_id": record.user_id,
+        "agent_type": record.agent_type,
+        "issue_number": record.issue_number,
+        "status": record.status.value,
+        "started_at": record.started_at,
+        "completed_at": record.completed_at,
+        "error_message": record.error_message,
+        "result": record.result,
+        "quality_score": record.quality_score,
+        "pr_number": record.pr_number,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _record_of(row: Row[Any]) -> AgentExecutionResult:
+    data = row._asdict()
+    data["status"] = ExecutionStatus(data["status"])
+    return AgentExecutionResult(**data)
+
+
+class ExecutionStore:
+    """The persistence core the agents delegate to.
+
+    It holds the engine (or a connection, to join the caller's transaction) and nothing else:
+    no tables are created here (see :func:`migrate`) and no state is cached between calls.
+    """
+
+    def __init__(self, bind: Engine | Connection) -> None:
+        if not isinstance(bind, Engine | Connection):
+            raise ValidationError("bind", bind, "expected a SQLAlchemy Engine or Connection")
+        self._bind = bind
+
+    def __repr__(self) -> str:
+        engine = self._bind if isinstance(self._bind, Engine) else self._bind.engine
+        return f"ExecutionStore({engine.url!r})"  # URL repr masks the password
+
+    # -- executions -------------------------------------------------------------------------
+
+    def save_execution(self, result: AgentExecutionResult) -> uuid.UUID:
+        """Insert the execution, or update the stored one with the same id.
+
+        An update replaces every column with the record's values (``None`` clears), keeps
+        ``created_at`` and sets ``updated_at``. A backwards status move raises
+        :class:`InvalidStatusTransition` and leaves the stored row exactly as it was.
+        """
+        record = validate_record(result)
+        row = _row_of(record, _now())
+        with begin(self._bind, write=True) as conn:
+            stmt = upsert_execution(conn.dialect.name, row)
+            saved = conn.execute(stmt).scalar_one_or_none()
+            if saved is None:
+                self._raise_refused(conn, record)
+        return record.id
+
+    @staticmethod
+    def _raise_refused(conn: Connection, record: AgentExecutionResult) -> None:
+        stored = conn.execute(
+            select(executions.c.status, executions.c.agent_type).where(
+                executions.c.id == record.id
+            )
+        ).one()
+        if stored.agent_type != record.agent_type:
+            raise ValidationError(
+                "agent_type",
+                record.agent_type,
+                f"execution {record.id} belongs to {stored.agent_type}",
+            )
+        raise InvalidStatusTransition(record.id, stored.status, record.status.value)
+
+    def save_executions(
+        self, results: Iterable[AgentExecutionResult], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> int:
+        """Save many executions with the same rules as :meth:`save_execution`; returns the count.
+
+        Each batch is one transaction: a bad record or a backwards move refuses its whole batch
+        (earlier batches stay stored). Stored ids in a batch are locked, checked, then updated.
+        """
+        size = as_int("batch_size", batch_size, low=1, high=1_000_000)
+        total = 0
+        batch: list[AgentExecutionResult] = []
+        for item in results:
+            batch.append(validate_record(item))
+            if len(batch) == size:
+                total += self._save_batch(batch)
+                batch = []
+        if batch:
+            total += self._save_batch(batch)
+        return total
+
+    def _save_batch(self, batch: Sequence[AgentExecutionResult]) -> int:
+        now = _now()
+        merged: dict[uuid.UUID, dict[str, Any]] = {}
+        for record in batch:
+            row = _row_of(record, now)
+            previous = merged.get(record.id)
+            if previous is not None:
+                self._check_step(record, previous["status"], previous["agent_type"])
+            merged[record.id] = row
+        with begin(self._bind, write=True) as conn:
+            lookup = select(
+                executions.c.id, executions.c.status, executions.c.agent_type
+            ).where(executions.c.id.in_(list(merged)))
+            if conn.dialect.name == "postgresql":
+                lookup = lookup.with_for_update()
+            stored = {r.id: r for r in conn.execute(lookup)}
+            inserts, updates = [], []
+            for key, row in merged.items():
+                current = stored.get(key)
+                if current is None:
+                    inserts.append(row)
+                    continue
+                record = AgentExecutionResult(
+                    id=key,
+                    repository_id=row["repository_id"],
+                    agent_type=row["agent_type"],
+                    status=ExecutionStatus(row["status"]),
+                )
+                self._check_step(record, current.status, current.agent_type)
+                updates.append({k: v for k, v in row.items() if k != "created_at"})
+            if inserts:
+                conn.execute(executions.insert(), inserts)
+            for row in updates:
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id == row["id"])
+                    .values({k: v for k, v in row.items() if k != "id"})
+                )
+        return len(batch)
+
+    @staticmethod
+    def _check_step(record: AgentExecutionResult, status: str, agent_type: str) -> None:
+        if agent_type != record.agent_type:
+            raise ValidationError(
+                "agent_type", record.agent_type, f"execution {record.id} belongs to {agent_type}"
+            )
+        if not ExecutionStatus(status).can_transition_to(record.status):
+            raise InvalidStatusTransition(record.id, status, record.status.value)
+
+    def get_execution(self, execution_id: uuid.UUID | str) -> AgentExecutionResult:
+        """One stored execution; :class:`NotFound` if there is none with that id."""
+        key = as_uuid("execution_id", execution_id)
+        with begin(self._bind) as conn:
+            row = conn.execute(select(executions).where(executions.c.id == key)).one_or_none()
+        if row is None:
+            raise NotFound("execution", key)
+        return _record_of(row)
+
+    def load_history(
+        self, agent_type: str, repository_id: uuid.UUID | str, *, limit: int = 10
+    ) -> list[AgentExecutionResult]:
+        """Executions of one agent in one repository, newest first.
+
+        Order: ``started_at`` descending with never-started rows first, then ``created_at``
+        descending, then ``id``; the same on both databases.
+        """
+        stmt = (
+            select(executions)
+            .where(
+                executions.c.agent_type == check_agent_type(agent_type),
+                executions.c.repository_id == as_uuid("repository_id", repository_id),
+            )
+            .order_by(
+                executions.c.started_at.desc().nulls_first(),
+                executions.c.created_at.desc(),
+                executions.c.id,
+            )
+            .limit(as_int("limit", limit, low=0, high=INT32_MAX))
+        )
+        with begin(self._bind) as conn:
+            return [_record_of(row) for row in conn.execute(stmt)]
+
+    # -- metrics and logs ---------------------------------------------------------------------
+
+    def save_analysis_metrics(
+        self,
+        execution_id: uuid.UUID | str,
+        metrics: Mapping[str, Any],
+        *,
+        agent_type: str | None = None,
+    ) -> uuid.UUID:
+        """Store a metrics document and its typed columns; returns the analytics row id.
+
+        ``agent_type``, when given, must be the execution's own agent (agents pass theirs).
+        """
+        key = as_uuid("execution_id", execution_id)
+        valid = validate_metrics(metrics)
+        if agent_type is not None:
+            check_agent_type(agent_type)
+        row_id = uuid.uuid4()
+        with begin(self._bind, write=True) as conn:
+            stored_type = conn.execute(
+                select(executions.c.agent_type).where(executions.c.id == key)
+            ).scalar_one_or_none()
+            if stored_type is None:
+                raise NotFound("execution", key)
+            if agent_type is not None and agent_type != stored_type:
+                raise ValidationError(
+                    "agent_type", agent_type, f"execution {key} belongs to {stored_type}"
+                )
+            conn.execute(
+                analytics.insert().values(
+                    id=row_id,
+                    execution_id=key,
+                    agent_type=stored_type,
+                    metrics=valid.document,
+                    created_at=_now(),
+                    **valid.columns,
+                )
+            )
+        return row_id
+
+    def log(
+        self,
+        execution_id: uuid.UUID | str,
+        level: str,
+        message: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        logged_at: datetime | None = None,
+    ) -> uuid.UUID:
+        """Append a log line; ``level`` in any case is stored lowercase. Returns the log id."""
+        key = as_uuid("execution_id", execution_id)
+        log_id = uuid.uuid4()
+        row = {
+            "id": log_id,
+            "execution_id": key,
+            "log_level": check_log_level(level),
+            "message": as_text("message", message),
+            "metadata": None if metadata is None else _json_mapping("metadata", metadata),
+            "logged_at": _now() if logged_at is None else as_aware("logged_at", logged_at),
+        }
+        try:
+            with begin(self._bind, write=True) as conn:
+                conn.execute(logs.insert().values(**row))
+        except IntegrityError:
+            if not self.exists(key):
+                raise NotFound("execution", key) from None
+            raise
+        return log_id
+
+    def save_analysis_metrics_many(
+        self,
+        entries: Iterable[MetricsEntry | tuple[uuid.UUID | str, Mapping[str, Any]]],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> int:
+        """Store many metrics documents, each batch in one transaction; returns the count.
+
+        Validation is that of :meth:`save_analysis_metrics`; an unknown execution id raises
+        :class:`NotFound` and stores nothing of its batch.
+        """
+        size = as_int("batch_size", batch_size, low=1, high=1_000_000)
+        rows: list[dict[str, Any]] = []
+        total = 0
+        for item in entries:
+            entry = item if isinstance(item, MetricsEntry) else MetricsEntry(*item)
+            valid = validate_metrics(entry.metrics)
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "execution_id": as_uuid("execution_id", entry.execution_id),
+                    "metrics": valid.document,
+                    "created_at": (
+                        _now() if entry.created_at is None
+                        else as_aware("created_at", entry.created_at)
+                    ),
+                    **valid.columns,
+                }
+            )
+            if len(rows) == size:
+                total += self._insert_children(analytics, rows, with_agent_type=True)
+                rows = []
+        if rows:
+            total += self._insert_children(analytics, rows, with_agent_type=True)
+        return total
+
+    def log_many(
+        self, entries: Iterable[LogEntry], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> int:
+        """Append many log lines, each batch in one transaction; returns the count."""
+        size = as_int("batch_size", batch_size, low=1, high=1_000_000)
+        rows: list[dict[str, Any]] = []
+        total = 0
+        now = _now()
+        for entry in entries:
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "execution_id": as_uuid("execution_id", entry.execution_id),
+                    "log_level": check_log_level(entry.level),
+                    "message": as_text("message", entry.message),
+                    "metadata": (
+                        None if entry.metadata is None
+                        else _json_mapping("metadata", entry.metadata)
+                    ),
+                    "logged_at": (
+                        now if entry.logged_at is None else as_aware("logged_at", entry.logged_at)
+                    ),
+                }
+            )
+            if len(rows) == size:
+                total += self._insert_children(logs, rows, with_agent_type=False)
+                rows = []
+        if rows:
+            total += self._insert_children(logs, rows, with_agent_type=False)
+        return total
+
+    def _insert_children(
+        self, table: Any, rows: list[dict[str, Any]], *, with_agent_type: bool
+    ) -> int:
+        """Insert rows that point at executions, after checking every execution exists."""
+        wanted = {row["execution_id"] for row in rows}
+        with begin(self._bind, write=True) as conn:
+            lookup = select(executions.c.id, executions.c.agent_type).where(
+                executions.c.id.in_(list(wanted))
+            )
+            found = {row.id: row.agent_type for row in conn.execute(lookup)}
+            missing = wanted - found.keys()
+            if missing:
+                raise NotFound("execution", min(missing))
+            if with_agent_type:
+                for row in rows:
+                    row["agent_type"] = found[row["execution_id"]]
+            conn.execute(table.insert(), rows)
+        return len(rows)
+
+    def exists(self, execution_id: uuid.UUID | str) -> bool:
+        """Whether an execution with this id is stored."""
+        key = as_uuid("execution_id", execution_id)
+        with begin(self._bind) as conn:
+            found = conn.execute(select(executions.c.id).where(executions.c.id == key))
+            return found.first() is not None
+
+
+def _json_mapping(field: str, value: object) -> Any:
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, value, "expected a mapping")
+    return as_json(field, value)
