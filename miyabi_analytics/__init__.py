@@ -25,21 +25,29 @@ from miyabi_analytics.agents import SNSStrategyAgent as SNSStrategyAgent
 from miyabi_analytics.agents import YouTubeAgent as YouTubeAgent
 from miyabi_analytics.agents import agent_category as agent_category
 from miyabi_analytics.agents import agent_for as agent_for
+from miyabi_analytics.aggregates import business_metrics as business_metrics
+from miyabi_analytics.aggregates import duration_stats as duration_stats
+from miyabi_analytics.aggregates import error_analysis as error_analysis
+from miyabi_analytics.aggregates import quality_trend as quality_trend
+from miyabi_analytics.aggregates import success_rates as success_rates
 from miyabi_analytics.errors import InvalidStatusTransition as InvalidStatusTransition
 from miyabi_analytics.errors import MiyabiError as MiyabiError
 from miyabi_analytics.errors import NotFound as NotFound
 from miyabi_analytics.errors import SchemaError as SchemaError
 from miyabi_analytics.errors import ValidationError as ValidationError
 from miyabi_analytics.metrics import LOG_LEVELS as LOG_LEVELS
+from miyabi_analytics.reader import export_summary as export_summary
+from miyabi_analytics.reader import iter_summary as iter_summary
 from miyabi_analytics.reader import read_logs as read_logs
 from miyabi_analytics.reader import read_summary as read_summary
+from miyabi_analytics.reader import read_summary_arrow as read_summary_arrow
 from miyabi_analytics.records import AgentExecutionResult as AgentExecutionResult
 from miyabi_analytics.records import BusinessMetrics as BusinessMetrics
 from miyabi_analytics.records import ExecutionResultBuilder as ExecutionResultBuilder
 from miyabi_analytics.records import ExecutionStatus as ExecutionStatus
 from miyabi_analytics.store import ExecutionStore as ExecutionStore
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_public_api.py checks
+__all__ = [
     "AGENT_CATEGORIES",
     "AGENT_TYPES",
     "AIEntrepreneurAgent",
@@ -72,10 +80,18 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_public_api.py c
     "agent_category",
     "agent_for",
     "agents",
+    "business_metrics",
     "connect",
     "downgrade",
+    "duration_stats",
+    "error_analysis",
+    "export_summary",
+    "iter_summary",
     "mask_url",
     "migrate",
+    "quality_trend",
     "read_logs",
     "read_summary",
+    "read_summary_arrow",
+    "success_rates",
 ]

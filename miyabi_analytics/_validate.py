@@ -18,7 +18,7 @@ JSON_MAX_DEPTH = 64
 
 def as_uuid(field: str, value: object) -> uuid.UUID:
     """Accept a UUID or its text form; anything else is refused."""
-    if isinstance(value, uuid.UUID):
+    if type(value) is uuid.UUID or isinstance(value, uuid.UUID):
         return value
     if isinstance(value, str):
         try:
@@ -30,6 +30,8 @@ def as_uuid(field: str, value: object) -> uuid.UUID:
 
 def as_int(field: str, value: object, *, low: int, high: int) -> int:
     """Integers only (numpy ints welcome, bools and integral floats not: they hide mistakes)."""
+    if type(value) is int and low <= value <= high:
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValidationError(field, value, "expected an integer")
     number = int(value)
@@ -40,6 +42,8 @@ def as_int(field: str, value: object, *, low: int, high: int) -> int:
 
 def as_aware(field: str, value: object) -> datetime:
     """Timezone-aware datetimes, normalised to UTC; naive ones are ambiguous and refused."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value  # already normalised: the common case in bulk writes
     if not isinstance(value, datetime):
         raise ValidationError(field, value, "expected a timezone-aware datetime")
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
@@ -73,23 +77,66 @@ def as_text(field: str, value: object, *, max_length: int | None = None) -> str:
         raise ValidationError(field, value, "expected a string")
     if "\x00" in value:
         raise ValidationError(field, value, "NUL characters cannot be stored")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: neither database can store them
+            raise ValidationError(field, value, "not valid Unicode (lone surrogate)") from None
     if max_length is not None and len(value) > max_length:
         raise ValidationError(field, value, f"longer than {max_length} characters")
     return value
 
 
-def as_json(field: str, value: object) -> Any:
-    """A deep copy made of plain dicts, lists, str, int, float, bool and None.
+def as_json(field: str, value: object, *, copy: bool = True) -> Any:
+    """The value as plain dicts, lists, str, int, float, bool and None.
 
     NaN and Infinity are refused (JSON has no spelling for them and jsonb rejects them), as are
     non-string keys (they would come back as strings) and NUL characters (jsonb rejects them).
+    ``copy=True`` returns a deep copy (records must not share the caller's dicts); with
+    ``copy=False`` a document that is already plain comes back as the same object.
     """
-    return _json_value(field, value, 0)
+    return _json_value(field, value, 0, copy)
 
 
-def _json_value(path: str, value: object, depth: int) -> Any:
+def _json_value(path: str, value: object, depth: int, copy: bool) -> Any:
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value or not value.isascii():  # type: ignore[attr-defined,operator]
+            return as_text(path, value)
+        return value
+    if kind is int or kind is bool or value is None:
+        if kind is int and not -INT64_MAX - 1 <= value <= INT64_MAX:  # type: ignore[operator]
+            raise ValidationError(path, value, "integer outside the 64-bit range")
+        return value
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValidationError(path, value, "NaN and Infinity are not valid JSON")
+        return value
     if depth > JSON_MAX_DEPTH:
         raise ValidationError(path, "...", f"nested deeper than {JSON_MAX_DEPTH} levels")
+    if kind is dict and not copy:
+        mapping: dict[Any, Any] = value  # type: ignore[assignment]
+        changed = False
+        for key, item in mapping.items():
+            if type(key) is not str or "\x00" in key or not key.isascii():
+                changed = True  # the slow path checks the key
+                break
+            if _json_value(f"{path}.{key}", item, depth + 1, copy) is not item:
+                changed = True
+                break
+        if not changed:
+            return value
+    if kind is list and not copy:
+        items: list[Any] = value  # type: ignore[assignment]
+        if all(
+            _json_value(f"{path}[{i}]", item, depth + 1, copy) is item
+            for i, item in enumerate(items)
+        ):
+            return value
+    return _json_convert(path, value, depth, copy)
+
+
+def _json_convert(path: str, value: object, depth: int, copy: bool) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -109,8 +156,10 @@ def _json_value(path: str, value: object, depth: int) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(path, key, "JSON object keys must be strings")
-            out[as_text(path, key)] = _json_value(f"{path}.{key}", item, depth + 1)
+            out[as_text(path, key)] = _json_value(f"{path}.{key}", item, depth + 1, copy)
         return out
     if isinstance(value, list | tuple):
-        return [_json_value(f"{path}[{i}]", item, depth + 1) for i, item in enumerate(value)]
+        return [
+            _json_value(f"{path}[{i}]", item, depth + 1, copy) for i, item in enumerate(value)
+        ]
     raise ValidationError(path, value, f"{type(value).__name__} is not JSON-serialisable")

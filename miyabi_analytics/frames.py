@@ -11,13 +11,24 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
+import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from miyabi_analytics.agents import AGENT_CATEGORIES, AGENT_TYPES
 from miyabi_analytics.metrics import LOG_LEVELS
 from miyabi_analytics.records import ExecutionStatus
 
-__all__ = ["LOG_DTYPES", "SUMMARY_DTYPES", "empty_frame", "to_frame"]
+__all__ = [
+    "LOG_DTYPES",
+    "SUMMARY_DTYPES",
+    "arrow_schema",
+    "empty_frame",
+    "from_arrow",
+    "json_values",
+    "to_frame",
+]
 
 UTC_TS: Final = pd.DatetimeTZDtype(unit="us", tz="UTC")
 STR: Final = pd.StringDtype(na_value=np.nan)
@@ -91,3 +102,66 @@ def to_frame(rows: Sequence[Sequence[Any]], spec: Mapping[str, Any]) -> pd.DataF
 def empty_frame(spec: Mapping[str, Any]) -> pd.DataFrame:
     """No rows, the same columns and dtypes."""
     return to_frame([], spec)
+
+
+def _arrow_type(dtype: Any) -> pa.DataType:
+    if dtype is UTC_TS:
+        return pa.timestamp("us", tz="UTC")
+    if dtype == "Int64":
+        return pa.int64()
+    if dtype == "float64":
+        return pa.float64()
+    return pa.string()  # strings, categories, and JSON documents as their text
+
+
+def arrow_schema(spec: Mapping[str, Any]) -> pa.Schema:
+    """The Arrow schema matching a dtype spec (JSON columns travel as text)."""
+    return pa.schema([pa.field(name, _arrow_type(dtype)) for name, dtype in spec.items()])
+
+
+def _categorical(column: pa.ChunkedArray, dtype: pd.CategoricalDtype) -> pd.Categorical:
+    values = pa.array([str(c) for c in dtype.categories], pa.string())
+    codes = pc.fill_null(pc.index_in(column, value_set=values), -1)
+    return pd.Categorical.from_codes(codes.to_numpy().astype("int8"), dtype=dtype)
+
+
+def json_values(column: pa.ChunkedArray | pa.Array) -> Any:
+    """JSON text as an object array of parsed documents (``None`` stays ``None``)."""
+    # orjson parses the million small documents of a large read several times faster than json.
+    out = np.empty(len(column), dtype=object)
+    out[:] = [None if text is None else orjson.loads(text) for text in column.to_pylist()]
+    return out
+
+
+_TYPES_MAPPER: Final[Mapping[pa.DataType, Any]] = {
+    pa.string(): STR,
+    pa.large_string(): STR,
+    pa.int64(): pd.Int64Dtype(),
+}
+
+
+def from_arrow(
+    table: pa.Table, spec: Mapping[str, Any], parsed: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """An Arrow table of :func:`arrow_schema` as a DataFrame of exactly ``spec``'s dtypes.
+
+    ``parsed`` may hold JSON columns already parsed (object arrays in the table's row order).
+    """
+    special = {
+        name: dtype
+        for name, dtype in spec.items()
+        if isinstance(dtype, pd.CategoricalDtype) or dtype is object
+    }
+    plain = table.drop_columns(list(special)) if special else table
+    frame: pd.DataFrame = plain.to_pandas(types_mapper=_TYPES_MAPPER.get, split_blocks=True)
+    for name, dtype in special.items():
+        column = table.column(name)
+        if isinstance(dtype, pd.CategoricalDtype):
+            frame[name] = _categorical(column, dtype)
+        elif parsed is not None and name in parsed:
+            frame[name] = parsed[name]
+        else:
+            frame[name] = json_values(column)
+    frame = frame[list(spec)]
+    frame.index = pd.RangeIndex(len(frame))
+    return frame

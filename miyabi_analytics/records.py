@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -10,6 +11,7 @@ from enum import StrEnum
 from typing import Any, Final, Self, TypedDict
 
 from miyabi_analytics._validate import INT32_MAX, as_aware, as_int, as_json, as_text, as_uuid
+from miyabi_analytics.agents import check_agent_type
 from miyabi_analytics.errors import ValidationError
 
 __all__ = [
@@ -121,10 +123,14 @@ class AgentExecutionResult:
         return validate_record(replace(self, **changes))
 
 
-def validate_record(record: AgentExecutionResult) -> AgentExecutionResult:
-    """Check every field of a record; returns it normalised (UTC datetimes, plain JSON)."""
-    from miyabi_analytics.agents import check_agent_type  # agents imports records
+def validate_record(record: object, *, copy: bool = True) -> AgentExecutionResult:
+    """Check every field of a record; returns it normalised (UTC datetimes, plain JSON).
 
+    With ``copy=False`` (the store's bulk paths) a record that is already normal is returned as
+    the same object, so re-checking records made by the builder costs little.
+    """
+    if not isinstance(record, AgentExecutionResult):
+        raise ValidationError("result", record, "expected an AgentExecutionResult")
     started = None if record.started_at is None else as_aware("started_at", record.started_at)
     completed = (
         None if record.completed_at is None else as_aware("completed_at", record.completed_at)
@@ -133,38 +139,50 @@ def validate_record(record: AgentExecutionResult) -> AgentExecutionResult:
         raise ValidationError(
             "completed_at", record.completed_at, f"is before started_at ({started.isoformat()})"
         )
-    return AgentExecutionResult(
-        id=as_uuid("id", record.id),
-        repository_id=as_uuid("repository_id", record.repository_id),
-        agent_type=check_agent_type(record.agent_type),
-        status=ExecutionStatus.parse(record.status),
-        user_id=None if record.user_id is None else as_uuid("user_id", record.user_id),
-        issue_number=_optional_int("issue_number", record.issue_number),
-        started_at=started,
-        completed_at=completed,
-        error_message=(
+    values = (
+        as_uuid("id", record.id),
+        as_uuid("repository_id", record.repository_id),
+        check_agent_type(record.agent_type),
+        ExecutionStatus.parse(record.status),
+        None if record.user_id is None else as_uuid("user_id", record.user_id),
+        _optional_int("issue_number", record.issue_number),
+        started,
+        completed,
+        (
             None if record.error_message is None
             else as_text("error_message", record.error_message)
         ),
-        result=None if record.result is None else _json_document("result", record.result),
-        quality_score=(
+        None if record.result is None else _json_document("result", record.result, copy),
+        (
             None if record.quality_score is None
             else as_int("quality_score", record.quality_score, low=0, high=100)
         ),
-        pr_number=_optional_int("pr_number", record.pr_number),
-        created_at=None if record.created_at is None else as_aware("created_at", record.created_at),
-        updated_at=None if record.updated_at is None else as_aware("updated_at", record.updated_at),
+        _optional_int("pr_number", record.pr_number),
+        None if record.created_at is None else as_aware("created_at", record.created_at),
+        None if record.updated_at is None else as_aware("updated_at", record.updated_at),
     )
+    if not copy and all(map(operator.is_, values, _all_fields(record))):
+        return record
+    normalised: dict[str, Any] = dict(zip(RECORD_FIELDS, values, strict=True))
+    return AgentExecutionResult(**normalised)
+
+
+RECORD_FIELDS: Final = (
+    "id", "repository_id", "agent_type", "status", "user_id", "issue_number", "started_at",
+    "completed_at", "error_message", "result", "quality_score", "pr_number", "created_at",
+    "updated_at",
+)
+_all_fields = operator.attrgetter(*RECORD_FIELDS)
 
 
 def _optional_int(name: str, value: object) -> int | None:
     return None if value is None else as_int(name, value, low=0, high=INT32_MAX)
 
 
-def _json_document(name: str, value: object) -> Any:
+def _json_document(name: str, value: object, copy: bool) -> Any:
     if not isinstance(value, Mapping | list | tuple):
         raise ValidationError(name, value, "expected a mapping or a list")
-    return as_json(name, value)
+    return as_json(name, value, copy=copy)
 
 
 class ExecutionResultBuilder:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection, Engine, Row, select, update
+from sqlalchemy import Connection, Engine, Row, Table, select
 from sqlalchemy.exc import IntegrityError
 
+from miyabi_analytics._db.bulk import encoder, existing_rows, insert_rows, update_rows
 from miyabi_analytics._db.schema import analytics, executions, logs
 from miyabi_analytics._db.statements import upsert_execution
 from miyabi_analytics._db.tx import begin
+from miyabi_analytics._progress import progress_bar
 from miyabi_analytics._validate import INT32_MAX, as_aware, as_int, as_json, as_text, as_uuid
 from miyabi_analytics.agents import check_agent_type
 from miyabi_analytics.errors import InvalidStatusTransition, NotFound, ValidationError
@@ -27,7 +29,9 @@ from miyabi_analytics.records import (
 
 __all__ = ["ExecutionStore"]
 
-DEFAULT_BATCH_SIZE = 5_000
+DEFAULT_BATCH_SIZE = 10_000
+MAX_BATCH_SIZE = 1_000_000
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -51,6 +55,24 @@ def _row_of(record: AgentExecutionResult, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _execution_tuple(r: AgentExecutionResult, now: datetime) -> tuple[Any, ...]:
+    """A record as a row in ``agent_executions`` column order."""
+    return (
+        r.id, r.repository_id, r.user_id, r.agent_type, r.issue_number, r.status.value,
+        r.started_at, r.completed_at, r.error_message, r.result, r.quality_score, r.pr_number,
+        now, now,
+    )
+
+
+_TUPLE_ORDER: Final = (
+    "id", "repository_id", "user_id", "agent_type", "issue_number", "status", "started_at",
+    "completed_at", "error_message", "result", "quality_score", "pr_number", "created_at",
+    "updated_at",
+)
+assert tuple(c.name for c in executions.columns) == _TUPLE_ORDER
+_UPDATABLE: Final = [n for n in _TUPLE_ORDER if n not in ("id", "created_at")]
 
 
 def _record_of(row: Row[Any]) -> AgentExecutionResult:
@@ -84,7 +106,7 @@ class ExecutionStore:
         ``created_at`` and sets ``updated_at``. A backwards status move raises
         :class:`InvalidStatusTransition` and leaves the stored row exactly as it was.
         """
-        record = validate_record(result)
+        record = validate_record(result, copy=False)
         row = _row_of(record, _now())
         with begin(self._bind, write=True) as conn:
             stmt = upsert_execution(conn.dialect.name, row)
@@ -109,63 +131,71 @@ class ExecutionStore:
         raise InvalidStatusTransition(record.id, stored.status, record.status.value)
 
     def save_executions(
-        self, results: Iterable[AgentExecutionResult], *, batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        results: Iterable[AgentExecutionResult],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool | None = None,
     ) -> int:
-        """Save many executions with the same rules as :meth:`save_execution`; returns the count.
+        """Save many executions with the rules of :meth:`save_execution`; returns the count.
 
         Each batch is one transaction: a bad record or a backwards move refuses its whole batch
-        (earlier batches stay stored). Stored ids in a batch are locked, checked, then updated.
+        (earlier batches stay stored). Stored ids of a batch are looked up (and locked on
+        PostgreSQL), checked against the lifecycle and updated; new ids go in by binary COPY on
+        PostgreSQL and a raw executemany on SQLite. An id repeated inside a batch is applied in
+        order, as if saved one by one. ``progress`` shows a bar (``None``: when interactive).
         """
-        size = as_int("batch_size", batch_size, low=1, high=1_000_000)
+        size = as_int("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
+        total_hint = len(results) if isinstance(results, Sized) else None
         total = 0
         batch: list[AgentExecutionResult] = []
-        for item in results:
-            batch.append(validate_record(item))
-            if len(batch) == size:
-                total += self._save_batch(batch)
-                batch = []
-        if batch:
-            total += self._save_batch(batch)
+        with progress_bar(progress, total=total_hint, desc="executions") as bar:
+            for item in results:
+                batch.append(validate_record(item, copy=False))
+                if len(batch) == size:
+                    total += self._retrying(self._save_batch, batch)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                total += self._retrying(self._save_batch, batch)
+                bar.update(len(batch))
         return total
+
+    def _retrying(self, write: Callable[[Sequence[T]], int], batch: Sequence[T]) -> int:
+        """Run a batch write again if a concurrent writer inserted one of its ids first."""
+        for attempt in range(3):
+            try:
+                return write(batch)
+            except IntegrityError as exc:
+                if attempt == 2 or getattr(exc.orig, "sqlstate", None) != "23505":
+                    raise
+        raise AssertionError("unreachable")
 
     def _save_batch(self, batch: Sequence[AgentExecutionResult]) -> int:
         now = _now()
-        merged: dict[uuid.UUID, dict[str, Any]] = {}
+        merged: dict[uuid.UUID, AgentExecutionResult] = {}
         for record in batch:
-            row = _row_of(record, now)
             previous = merged.get(record.id)
             if previous is not None:
-                self._check_step(record, previous["status"], previous["agent_type"])
-            merged[record.id] = row
+                self._check_step(record, previous.status, previous.agent_type)
+            merged[record.id] = record
         with begin(self._bind, write=True) as conn:
-            lookup = select(
-                executions.c.id, executions.c.status, executions.c.agent_type
-            ).where(executions.c.id.in_(list(merged)))
-            if conn.dialect.name == "postgresql":
-                lookup = lookup.with_for_update()
-            stored = {r.id: r for r in conn.execute(lookup)}
+            stored = existing_rows(
+                conn, executions, list(merged), ["status", "agent_type"]
+            )
             inserts, updates = [], []
-            for key, row in merged.items():
+            for key, record in merged.items():
                 current = stored.get(key)
                 if current is None:
-                    inserts.append(row)
+                    inserts.append(_execution_tuple(record, now))
                     continue
-                record = AgentExecutionResult(
-                    id=key,
-                    repository_id=row["repository_id"],
-                    agent_type=row["agent_type"],
-                    status=ExecutionStatus(row["status"]),
-                )
                 self._check_step(record, current.status, current.agent_type)
-                updates.append({k: v for k, v in row.items() if k != "created_at"})
+                updates.append(_execution_tuple(record, now))
+            encode = encoder(executions, conn.dialect.name)
             if inserts:
-                conn.execute(executions.insert(), inserts)
-            for row in updates:
-                conn.execute(
-                    update(executions)
-                    .where(executions.c.id == row["id"])
-                    .values({k: v for k, v in row.items() if k != "id"})
-                )
+                insert_rows(conn, executions, map(encode, inserts))
+            if updates:
+                update_rows(conn, executions, [encode(row) for row in updates], _UPDATABLE)
         return len(batch)
 
     @staticmethod
@@ -290,7 +320,7 @@ class ExecutionStore:
         Validation is that of :meth:`save_analysis_metrics`; an unknown execution id raises
         :class:`NotFound` and stores nothing of its batch.
         """
-        size = as_int("batch_size", batch_size, low=1, high=1_000_000)
+        size = as_int("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
         rows: list[dict[str, Any]] = []
         total = 0
         for item in entries:
@@ -319,7 +349,7 @@ class ExecutionStore:
         self, entries: Iterable[LogEntry], *, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> int:
         """Append many log lines, each batch in one transaction; returns the count."""
-        size = as_int("batch_size", batch_size, low=1, high=1_000_000)
+        size = as_int("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
         rows: list[dict[str, Any]] = []
         total = 0
         now = _now()
@@ -347,22 +377,21 @@ class ExecutionStore:
         return total
 
     def _insert_children(
-        self, table: Any, rows: list[dict[str, Any]], *, with_agent_type: bool
+        self, table: Table, rows: list[dict[str, Any]], *, with_agent_type: bool
     ) -> int:
         """Insert rows that point at executions, after checking every execution exists."""
-        wanted = {row["execution_id"] for row in rows}
+        wanted = list({row["execution_id"] for row in rows})
         with begin(self._bind, write=True) as conn:
-            lookup = select(executions.c.id, executions.c.agent_type).where(
-                executions.c.id.in_(list(wanted))
-            )
-            found = {row.id: row.agent_type for row in conn.execute(lookup)}
-            missing = wanted - found.keys()
+            found = existing_rows(conn, executions, wanted, ["agent_type"])
+            missing = set(wanted) - found.keys()
             if missing:
                 raise NotFound("execution", min(missing))
             if with_agent_type:
                 for row in rows:
-                    row["agent_type"] = found[row["execution_id"]]
-            conn.execute(table.insert(), rows)
+                    row["agent_type"] = found[row["execution_id"]].agent_type
+            names = [c.name for c in table.columns]
+            encode = encoder(table, conn.dialect.name)
+            insert_rows(conn, table, (encode([row[n] for n in names]) for row in rows))
         return len(rows)
 
     def exists(self, execution_id: uuid.UUID | str) -> bool:

@@ -1,20 +1,22 @@
 """Shared fixtures: every persistence test runs on SQLite and on PostgreSQL.
 
-PostgreSQL: one fresh, migrated template database per test session (dropped at the end); each
-test gets its own clone of it. The server is ``MIYABI_TEST_POSTGRES_URL`` if set, else the local
-one. Without a server the PostgreSQL cases skip with the reason shown, unless
+PostgreSQL: one fresh, migrated database per test session (dropped at the end), emptied before
+each test; tests that need a schema of their own get a fresh empty database (``empty_url``).
+The server is ``MIYABI_TEST_POSTGRES_URL`` if set, else the local one. Without a server the
+PostgreSQL cases skip with the reason shown, unless
 ``MIYABI_REQUIRE_POSTGRES=1``, where they fail.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, Engine, create_engine, make_url, text
+from sqlalchemy import URL, Engine, create_engine, make_url, table, text
 from sqlalchemy.exc import OperationalError
 
 import miyabi_analytics as ma
@@ -84,15 +86,44 @@ def drop_pg_database(url: URL) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
-    """A migrated database that per-test databases are cloned from."""
+def pg_session_url() -> Iterator[URL]:
+    """The session's migrated PostgreSQL database (fresh, dropped at the end)."""
     require_postgres()
     url = create_pg_database()
     engine = ma.connect(url)
     ma.migrate(engine)
     engine.dispose()
-    yield url.database or ""
+    yield url
     drop_pg_database(url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies (migrating costs more than copying)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = ma.connect(f"sqlite:///{path}")
+    ma.migrate(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+def _truncate_all(url: URL) -> None:
+    """Empty every table but alembic's, so each test starts from a clean, migrated database."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            names = conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            ).scalars().all()
+            for name in names:  # DELETE beats TRUNCATE on the few rows a test leaves
+                conn.execute(table(name).delete())
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(params=DIALECTS)
@@ -104,7 +135,7 @@ def dialect(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def empty_url(dialect: str, tmp_path: Path) -> Iterator[URL]:
-    """A URL of a database with no tables at all."""
+    """A URL of a database with no tables at all (its own, even on PostgreSQL)."""
     if dialect == "sqlite":
         yield make_url(f"sqlite:///{tmp_path / 'empty.db'}")
         return
@@ -114,18 +145,16 @@ def empty_url(dialect: str, tmp_path: Path) -> Iterator[URL]:
 
 
 @pytest.fixture
-def db_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[URL]:
-    """A URL of a migrated database of its own."""
+def db_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> URL:
+    """A URL of a migrated, empty database: a copied SQLite file, or the session's PostgreSQL
+    database with every table emptied (tests that change the schema use ``empty_url``)."""
     if dialect == "sqlite":
-        url = make_url(f"sqlite:///{tmp_path / 'test.db'}")
-        engine = ma.connect(url)
-        ma.migrate(engine)
-        engine.dispose()
-        yield url
-        return
-    url = create_pg_database(template=request.getfixturevalue("pg_template"))
-    yield url
-    drop_pg_database(url)
+        path = tmp_path / "test.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return make_url(f"sqlite:///{path}")
+    url: URL = request.getfixturevalue("pg_session_url")
+    _truncate_all(url)
+    return url
 
 
 @pytest.fixture

@@ -60,10 +60,6 @@ def _view_sql(dialect: str) -> str:
     metric_cols = ", ".join(f"a.{c}" for c in TYPED_METRICS)
     if dialect == "postgresql":
         duration = "EXTRACT(EPOCH FROM (e.completed_at - e.started_at))::double precision"
-        latest = (
-            "LEFT JOIN LATERAL (SELECT * FROM business_agent_analytics b "
-            "WHERE b.execution_id = e.id ORDER BY b.created_at DESC, b.id DESC LIMIT 1) a ON true"
-        )
     else:
         # Whole seconds from strftime('%s') on the first 19 characters plus the microsecond digits
         # as integers: exact, where julianday() would round to milliseconds.
@@ -76,11 +72,13 @@ def _view_sql(dialect: str) -> str:
         duration = (
             f"({micros('e.completed_at')} - {micros('e.started_at')}) / 1000000.0"
         )
-        latest = (
-            "LEFT JOIN business_agent_analytics a ON a.id = (SELECT b.id FROM "
-            "business_agent_analytics b WHERE b.execution_id = e.id "
-            "ORDER BY b.created_at DESC, b.id DESC LIMIT 1)"
-        )
+    # The latest analytics row of each execution as an anti-join ("no later row exists"): set
+    # based, so a full read is two hash joins, and a filtered one still uses the indexes.
+    latest = (
+        "LEFT JOIN business_agent_analytics a ON a.execution_id = e.id AND NOT EXISTS ("
+        "SELECT 1 FROM business_agent_analytics b WHERE b.execution_id = a.execution_id "
+        "AND (b.created_at > a.created_at OR (b.created_at = a.created_at AND b.id > a.id)))"
+    )
     # DDL from this file's constants only; no value from outside reaches it.
     return (
         "CREATE VIEW v_business_agent_summary AS SELECT "  # noqa: S608

@@ -17,13 +17,18 @@ __all__ = ["DEFAULT_URL", "connect", "mask_url", "resolve_url"]
 DEFAULT_URL: Final = "sqlite:///miyabi.db"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_PASSWORD_IN_QUERY = re.compile(r"((?:^|[?&])password=)[^&\s]*", re.IGNORECASE)
 
 
 def mask_url(url: str | URL) -> str:
     """A URL as text with its password replaced by ``***``, safe for logs, errors and notebooks."""
     if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    return _PASSWORD_IN_TEXT.sub(r"\1***@", url)
+        if any(key.lower() == "password" for key in url.query):
+            url = url.update_query_dict(
+                {key: "***" for key in url.query if key.lower() == "password"}
+            )
+        return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_TEXT.sub(r"\1***@", url))
 
 
 def resolve_url(url: str | URL | None = None) -> URL:
@@ -41,6 +46,12 @@ def resolve_url(url: str | URL | None = None) -> URL:
         parsed = chosen if isinstance(chosen, URL) else make_url(chosen)
     except (ArgumentError, ValueError):
         raise ValidationError("url", mask_url(chosen), "not a database URL") from None
+    if "password" in parsed.query and parsed.password is None:
+        # In the password slot SQLAlchemy masks it in every repr; in the query it would not.
+        secret = parsed.query["password"]
+        parsed = parsed.difference_update_query(["password"]).set(
+            password=secret if isinstance(secret, str) else secret[0]
+        )
     backend, _, driver = parsed.drivername.partition("+")
     if backend in ("postgres", "postgresql"):
         if driver not in ("", "psycopg"):

@@ -37,7 +37,10 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetime reached the database layer")
         utc = value.astimezone(UTC)
-        return utc.strftime(SQLITE_TS_FORMAT) if dialect.name == "sqlite" else utc
+        if dialect.name != "sqlite":
+            return utc
+        # isoformat, not strftime: %Y does not zero-pad years before 1000 on every platform.
+        return utc.isoformat(sep=" ", timespec="microseconds")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
