@@ -45,7 +45,11 @@ from miyabi_analytics.records import AgentExecutionResult as AgentExecutionResul
 from miyabi_analytics.records import BusinessMetrics as BusinessMetrics
 from miyabi_analytics.records import ExecutionResultBuilder as ExecutionResultBuilder
 from miyabi_analytics.records import ExecutionStatus as ExecutionStatus
+from miyabi_analytics.records import LogEntry as LogEntry
+from miyabi_analytics.records import MetricsEntry as MetricsEntry
+from miyabi_analytics.report_runs import read_report_runs as read_report_runs
 from miyabi_analytics.store import ExecutionStore as ExecutionStore
+from miyabi_analytics.widgets import dashboard as dashboard
 
 __all__ = [
     "AGENT_CATEGORIES",
@@ -63,8 +67,10 @@ __all__ = [
     "InvalidStatusTransition",
     "JonathanIveDesignAgent",
     "LOG_LEVELS",
+    "LogEntry",
     "MarketResearchAgent",
     "MarketingAgent",
+    "MetricsEntry",
     "MiyabiError",
     "NotFound",
     "PersistableAgent",
@@ -82,6 +88,7 @@ __all__ = [
     "agents",
     "business_metrics",
     "connect",
+    "dashboard",
     "downgrade",
     "duration_stats",
     "error_analysis",
@@ -91,6 +98,7 @@ __all__ = [
     "migrate",
     "quality_trend",
     "read_logs",
+    "read_report_runs",
     "read_summary",
     "read_summary_arrow",
     "success_rates",

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from miyabi_analytics._db.engine import connect, mask_url
+from miyabi_analytics._db.engine import connect, mask_url, resolve_url
 from miyabi_analytics._db.migrate import current_revision, downgrade, migrate
 from miyabi_analytics.errors import MiyabiError
 
@@ -47,12 +50,50 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--revision", required=True, help="target revision ('base' drops all)")
     cmd.set_defaults(handler=_downgrade)
 
-    cmd = commands.add_parser("demo", help="load a synthetic history and summarise it")
+    cmd = commands.add_parser(
+        "demo", help="load a synthetic history, summarise it and write a report"
+    )
     cmd.add_argument("--url", help=url_help)
     cmd.add_argument("--executions", type=_positive_int, default=20_000)
     cmd.add_argument("--seed", type=int, default=42)
+    cmd.add_argument(
+        "--output",
+        default="miyabi-report.html",
+        help="where to write the HTML report (default: ./miyabi-report.html)",
+    )
     cmd.set_defaults(handler=_demo)
+
+    cmd = commands.add_parser("report", help="run the report notebook and write the report")
+    cmd.add_argument("--url", help=url_help)
+    cmd.add_argument(
+        "--since", help="first day or instant included (default: 28 days before --until)"
+    )
+    cmd.add_argument(
+        "--until", help="first day or instant excluded (default: tomorrow, UTC)"
+    )
+    cmd.add_argument("--repository", metavar="UUID", help="report on this repository only")
+    cmd.add_argument("--title", help="the report's heading (default: Miyabi agents report)")
+    cmd.add_argument("--format", choices=("html", "ipynb"), default="html")
+    cmd.add_argument(
+        "--output", help="output file (default: ./miyabi-report.html or .ipynb)"
+    )
+    cmd.set_defaults(handler=_report)
+
+    cmd = commands.add_parser("serve", help="serve the dashboard notebook as a web app (Voila)")
+    cmd.add_argument("--url", help=url_help)
+    cmd.add_argument("--port", type=_port, default=8866, help="port (default: 8866)")
+    cmd.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)"
+    )
+    cmd.set_defaults(handler=_serve)
     return parser
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {value}")
+    return value
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -93,6 +134,51 @@ def _demo(args: argparse.Namespace) -> int:
         print(_summary_table(frame, pd))
     finally:
         engine.dispose()
+    return _write_report(engine.url, output=args.output)
+
+
+def _write_report(url: str | URL | None, **options: Any) -> int:
+    """Generate a report; prints its path, or one line naming the failed cell (exit 1)."""
+    from miyabi_analytics.reports import ReportError, generate_report
+
+    # papermill and nbclient log kernel trouble on their own; here it is the one line below.
+    quiet = logging.getLogger("papermill")
+    if not any(isinstance(handler, logging.NullHandler) for handler in quiet.handlers):
+        quiet.addHandler(logging.NullHandler())
+    began = time.perf_counter()
+    try:
+        path = generate_report(url, **options)
+    except ReportError as exc:
+        print(f"miyabi-analytics: report failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("miyabi-analytics: report interrupted", file=sys.stderr)
+        return 130
+    _say(f"report written in {time.perf_counter() - began:.1f}s")
+    print(path)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    return _write_report(
+        args.url,
+        since=args.since,
+        until=args.until,
+        repository_id=args.repository,
+        title=args.title,
+        output=args.output,
+        format=args.format,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from miyabi_analytics.reports import serve_dashboard
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    shown = mask_url(resolve_url(args.url))
+    _say(f"serving the dashboard of {shown} at http://{host}:{args.port}/ (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
+        serve_dashboard(args.url, port=args.port, host=args.host)
     return 0
 
 

@@ -445,7 +445,11 @@ def duration_figure(
             orientation="h",
             name=name,
             opacity=opacity,
-            marker={"color": colors, "pattern": {"shape": pattern}},
+            # fgcolor per bar: plotly.js cannot draw a pattern whose colour is an array otherwise
+            marker={
+                "color": colors,
+                "pattern": {"shape": pattern, "fgcolor": colors, "bgcolor": "white"},
+            },
             customdata=np.column_stack(
                 [[_format_duration(v) for v in values], frame["executions"].to_numpy()]
             ),

@@ -141,27 +141,40 @@ _TYPES_MAPPER: Final[Mapping[pa.DataType, Any]] = {
 
 
 def from_arrow(
-    table: pa.Table, spec: Mapping[str, Any], parsed: Mapping[str, Any] | None = None
+    table: pa.Table,
+    spec: Mapping[str, Any],
+    parsed: Mapping[str, Any] | None = None,
+    *,
+    consume: bool = False,
 ) -> pd.DataFrame:
     """An Arrow table of :func:`arrow_schema` as a DataFrame of exactly ``spec``'s dtypes.
 
     ``parsed`` may hold JSON columns already parsed (object arrays in the table's row order).
+    ``consume=True`` lets the conversion free the table's buffers as it goes (the caller must
+    hold no other reference to them).
     """
     special = {
         name: dtype
         for name, dtype in spec.items()
         if isinstance(dtype, pd.CategoricalDtype) or dtype is object
     }
-    plain = table.drop_columns(list(special)) if special else table
-    frame: pd.DataFrame = plain.to_pandas(types_mapper=_TYPES_MAPPER.get, split_blocks=True)
+    converted: dict[str, Any] = {}
     for name, dtype in special.items():
-        column = table.column(name)
-        if isinstance(dtype, pd.CategoricalDtype):
-            frame[name] = _categorical(column, dtype)
-        elif parsed is not None and name in parsed:
-            frame[name] = parsed[name]
+        if parsed is not None and name in parsed:
+            converted[name] = parsed[name]
+        elif isinstance(dtype, pd.CategoricalDtype):
+            converted[name] = _categorical(table.column(name), dtype)
         else:
-            frame[name] = json_values(column)
+            converted[name] = json_values(table.column(name))
+    present = [name for name in special if name in table.column_names]
+    if present:
+        table = table.drop_columns(present)
+    frame: pd.DataFrame = table.to_pandas(
+        types_mapper=_TYPES_MAPPER.get, split_blocks=True, self_destruct=consume
+    )
+    del table
+    for name, values in converted.items():
+        frame[name] = values
     frame = frame[list(spec)]
     frame.index = pd.RangeIndex(len(frame))
     return frame

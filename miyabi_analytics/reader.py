@@ -122,15 +122,18 @@ def read_summary(
         "repository_id": repository_id, "user_id": user_id, "agent_types": agent_types,
         "statuses": statuses, "since": since, "until": until,
     }):
+        if "result" in spec:  # parse while the next batch is still being fetched, and let
+            parsed.append(json_values(batch.column("result")))  # its text go at once
+            batch = batch.drop_columns(["result"])
         batches.append(batch)
-        if "result" in spec:  # parse while the next batch is still being fetched
-            parsed.append(json_values(batch.column("result")))
-    table, order = _sorted(batches, spec)
+    table, order = _sorted(batches, {k: v for k, v in spec.items() if k != "result"})
     extra = {}
     if "result" in spec:
         joined = np.concatenate(parsed) if parsed else np.empty(0, dtype=object)
+        parsed.clear()
         extra["result"] = joined[order]
-    return from_arrow(table, spec, extra)
+        del joined
+    return from_arrow(table, spec, extra, consume=True)
 
 
 _ORDER_KEYS: Final = ("started_at", "created_at", "id")
@@ -155,16 +158,24 @@ def _unordered_batches(
     return record_batches(bind, stmt, schema)
 
 
-def _sorted(
-    batches: Sequence[pa.RecordBatch], spec: Mapping[str, Any]
-) -> tuple[pa.Table, Any]:
-    """The rows in read_summary's order (start, never-started last; created_at; id)."""
+def _sorted(batches: list[pa.RecordBatch], spec: Mapping[str, Any]) -> tuple[pa.Table, Any]:
+    """The rows in read_summary's order (start, never-started last; created_at; id).
+
+    Empties ``batches`` and reorders column by column, releasing each unsorted column as its
+    sorted copy is made, so the peak is the table plus one column, not two tables.
+    """
     fetch = dict(spec) | {k: SUMMARY_DTYPES[k] for k in _ORDER_KEYS if k not in spec}
     table = pa.Table.from_batches(batches, schema=arrow_schema(fetch))
+    batches.clear()
     order = pc.sort_indices(
         table, sort_keys=[(k, "ascending", "at_end") for k in _ORDER_KEYS]
     ).to_numpy()
-    return table.take(order).select(list(spec)), order
+    table = table.select(list(spec))
+    arrays = []
+    for _ in range(table.num_columns):
+        arrays.append(table.column(0).take(order).combine_chunks())
+        table = table.remove_column(0)
+    return pa.Table.from_arrays(arrays, schema=arrow_schema(spec)), order
 
 
 def read_summary_arrow(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -82,7 +83,7 @@ class BusinessMetrics(TypedDict, total=False):
     roi_percent: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, weakref_slot=True)
 class AgentExecutionResult:
     """One execution, exactly the columns of ``agent_executions``.
 
@@ -131,6 +132,8 @@ def validate_record(record: object, *, copy: bool = True) -> AgentExecutionResul
     """
     if not isinstance(record, AgentExecutionResult):
         raise ValidationError("result", record, "expected an AgentExecutionResult")
+    if not copy and _VALIDATED.get(id(record)) is record:
+        return record  # made by build()/evolve()/this function: checked once already
     started = None if record.started_at is None else as_aware("started_at", record.started_at)
     completed = (
         None if record.completed_at is None else as_aware("completed_at", record.completed_at)
@@ -162,9 +165,21 @@ def validate_record(record: object, *, copy: bool = True) -> AgentExecutionResul
         None if record.updated_at is None else as_aware("updated_at", record.updated_at),
     )
     if not copy and all(map(operator.is_, values, _all_fields(record))):
-        return record
-    normalised: dict[str, Any] = dict(zip(RECORD_FIELDS, values, strict=True))
-    return AgentExecutionResult(**normalised)
+        checked = record
+    else:
+        normalised: dict[str, Any] = dict(zip(RECORD_FIELDS, values, strict=True))
+        checked = AgentExecutionResult(**normalised)
+    _VALIDATED[id(checked)] = checked
+    return checked
+
+
+# Records that passed validate_record, by identity. Records are frozen, so re-checking them in a
+# bulk write only costs time; what the frozen record cannot stop (mutating its ``result`` dict
+# in place) the serializer and the database still refuse, and the store reports it as a
+# ValidationError.
+_VALIDATED: weakref.WeakValueDictionary[int, AgentExecutionResult] = (
+    weakref.WeakValueDictionary()
+)
 
 
 RECORD_FIELDS: Final = (

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, Table, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from miyabi_analytics._db.bulk import encoder, existing_rows, insert_rows, update_rows
 from miyabi_analytics._db.schema import analytics, executions, logs
+from miyabi_analytics._db.scope import is_row_security_violation, scope_errors
 from miyabi_analytics._db.statements import upsert_execution
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._progress import progress_bar
@@ -29,7 +30,7 @@ from miyabi_analytics.records import (
 
 __all__ = ["ExecutionStore"]
 
-DEFAULT_BATCH_SIZE = 10_000
+DEFAULT_BATCH_SIZE = 50_000  # fewer round trips and commits; 50k records are ~50 MB
 MAX_BATCH_SIZE = 1_000_000
 T = TypeVar("T")
 
@@ -57,10 +58,13 @@ def _row_of(record: AgentExecutionResult, now: datetime) -> dict[str, Any]:
     }
 
 
+_STATUS_TEXT: Final = {status: status.value for status in ExecutionStatus}  # .value is slow
+
+
 def _execution_tuple(r: AgentExecutionResult, now: datetime) -> tuple[Any, ...]:
     """A record as a row in ``agent_executions`` column order."""
     return (
-        r.id, r.repository_id, r.user_id, r.agent_type, r.issue_number, r.status.value,
+        r.id, r.repository_id, r.user_id, r.agent_type, r.issue_number, _STATUS_TEXT[r.status],
         r.started_at, r.completed_at, r.error_message, r.result, r.quality_score, r.pr_number,
         now, now,
     )
@@ -108,7 +112,12 @@ class ExecutionStore:
         """
         record = validate_record(result, copy=False)
         row = _row_of(record, _now())
-        with begin(self._bind, write=True) as conn:
+        # scope_errors: a repository-scoped engine's row-level security refusing the row
+        # becomes a ValidationError naming the repository, not a raw database error.
+        with (
+            scope_errors(self._bind, [(record.id, record.repository_id)]),
+            begin(self._bind, write=True) as conn,
+        ):
             stmt = upsert_execution(conn.dialect.name, row)
             saved = conn.execute(stmt).scalar_one_or_none()
             if saved is None:
@@ -179,7 +188,11 @@ class ExecutionStore:
             if previous is not None:
                 self._check_step(record, previous.status, previous.agent_type)
             merged[record.id] = record
-        with begin(self._bind, write=True) as conn:
+        # scope_errors: row-level security refusals -> ValidationError (see save_execution).
+        with (
+            scope_errors(self._bind, ((r.id, r.repository_id) for r in merged.values())),
+            begin(self._bind, write=True) as conn,
+        ):
             stored = existing_rows(
                 conn, executions, list(merged), ["status", "agent_type"]
             )
@@ -192,10 +205,17 @@ class ExecutionStore:
                 self._check_step(record, current.status, current.agent_type)
                 updates.append(_execution_tuple(record, now))
             encode = encoder(executions, conn.dialect.name)
-            if inserts:
-                insert_rows(conn, executions, map(encode, inserts))
-            if updates:
-                update_rows(conn, executions, [encode(row) for row in updates], _UPDATABLE)
+            try:
+                if inserts:
+                    insert_rows(conn, executions, map(encode, inserts))
+                if updates:
+                    update_rows(conn, executions, [encode(row) for row in updates], _UPDATABLE)
+            except (ValueError, DataError) as exc:
+                # Only a record changed in place after validation gets here (e.g. NaN put into
+                # its result dict): the serializer or the database refused it; nothing is kept.
+                raise ValidationError(
+                    "results", f"batch of {len(batch)}", f"a value cannot be stored: {exc}"
+                ) from exc
         return len(batch)
 
     @staticmethod
@@ -307,6 +327,12 @@ class ExecutionStore:
             if not self.exists(key):
                 raise NotFound("execution", key) from None
             raise
+        except DBAPIError as exc:
+            # Row-level security: the execution is outside a scoped engine's repositories,
+            # which for that engine is the same as not stored.
+            if not is_row_security_violation(exc):
+                raise
+            raise NotFound("execution", key) from None
         return log_id
 
     def save_analysis_metrics_many(

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.types import TypeEngine
 
@@ -107,26 +107,55 @@ def encoder(table: Table, dialect_name: str) -> Callable[[Sequence[Any]], tuple[
 
 
 def insert_rows(conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Insert encoded rows on ``conn`` (inside its transaction) by the dialect's fastest way."""
+    """Insert encoded rows on ``conn`` (inside its transaction) by the dialect's fastest way.
+
+    PostgreSQL: binary COPY; into a table under row-level security for this role (revision
+    0003, any role but a superuser or BYPASSRLS one), which COPY FROM refuses, COPY into a
+    temporary table and one ``INSERT ... SELECT``, so the policies check every row.
+    """
     names = [c.name for c in table.columns]
     if conn.dialect.name == "postgresql":
-        dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
-        )
-        try:
-            with dbapi.cursor() as cursor:
-                set_json_dumps(strict_json_dumps, context=cursor)
-                with cursor.copy(statement) as copy:
-                    copy.set_types([_pg_type(c.type) for c in table.columns])
-                    for row in rows:
-                        copy.write_row(row)
-        except psycopg.IntegrityError as exc:
-            # The type every other write raises: callers retry a duplicate key (23505) on it.
-            raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+        if not conn.execute(select(func.row_security_active(table.name))).scalar():
+            _copy_rows(conn, table, rows)
+            return
+        stage = _stage_of(table)
+        conn.execute(CreateTable(stage))
+        _copy_rows(conn, stage, rows)
+        conn.execute(table.insert().from_select(names, select(*stage.c)))
+        conn.execute(DropTable(stage))
         return
     compiled = str(table.insert().compile(dialect=_SQLITE, column_keys=names))
     conn.exec_driver_sql(compiled, list(rows))
+
+
+def _copy_rows(conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]]) -> None:
+    names = [c.name for c in table.columns]
+    dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    try:
+        with dbapi.cursor() as cursor:
+            set_json_dumps(strict_json_dumps, context=cursor)
+            with cursor.copy(statement) as copy:
+                copy.set_types([_pg_type(c.type) for c in table.columns])
+                for row in rows:
+                    copy.write_row(row)
+    except psycopg.IntegrityError as exc:
+        # The type every other write raises: callers retry a duplicate key (23505) on it.
+        raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+    except psycopg.DataError as exc:
+        raise DataError(f"COPY {table.name}", None, exc) from exc
+
+
+def _stage_of(table: Table) -> Table:
+    """A temporary table with ``table``'s columns and no constraints (dropped by the caller)."""
+    return Table(
+        f"_miyabi_stage_{table.name}",
+        MetaData(),
+        *(Column(c.name, c.type) for c in table.columns),
+        prefixes=["TEMPORARY"],
+    )
 
 
 _SQLITE: Final = sqlite.dialect(paramstyle="qmark")
@@ -140,14 +169,9 @@ def update_rows(
     PostgreSQL: COPY into a temporary table, then one ``UPDATE ... FROM``; SQLite: executemany.
     """
     if conn.dialect.name == "postgresql":
-        stage = Table(
-            f"_miyabi_stage_{table.name}",
-            MetaData(),
-            *(Column(c.name, c.type) for c in table.columns),
-            prefixes=["TEMPORARY"],
-        )
+        stage = _stage_of(table)
         conn.execute(CreateTable(stage))
-        insert_rows(conn, stage, rows)
+        _copy_rows(conn, stage, rows)
         conn.execute(
             table.update()
             .where(table.c.id == stage.c.id)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
+from collections.abc import Iterable
 from typing import Any, Final
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 
+from miyabi_analytics._db.scope import check_repository_ids, install_scope
 from miyabi_analytics._db.types import strict_json_dumps
 from miyabi_analytics.errors import ValidationError
 
@@ -64,14 +67,35 @@ def resolve_url(url: str | URL | None = None) -> URL:
     raise ValidationError("url", mask_url(parsed), "only postgresql and sqlite are supported")
 
 
-def connect(url: str | URL | None = None, **engine_options: Any) -> Engine:
+def connect(
+    url: str | URL | None = None,
+    *,
+    repository_ids: uuid.UUID | str | Iterable[uuid.UUID | str] | None = None,
+    **engine_options: Any,
+) -> Engine:
     """Create an engine for ``url`` (see :func:`resolve_url`); opens no connection.
 
     SQLite connections get foreign keys (for ON DELETE CASCADE), WAL and a busy timeout, and run
     real ``BEGIN`` statements so DDL is transactional and writers take the lock up front.
     PostgreSQL connections are checked before use, so a restarted server costs no error.
+
+    ``repository_ids`` (PostgreSQL only) scopes the engine to those repositories: every
+    transaction sets ``miyabi.repository_ids``, and the row-level security policies of revision
+    ``0003_row_level_security`` then hide every other repository's executions, analytics and
+    logs from reads, aggregates and raw SQL alike, and refuse writes into them. The role must not
+    bypass row-level security (no superuser, no BYPASSRLS): the first connection checks that and
+    that the database has the policies. SQLite has no row-level security, so a scope is refused
+    there rather than silently not enforced.
     """
     resolved = resolve_url(url)
+    scope = None if repository_ids is None else check_repository_ids(repository_ids)
+    if scope is not None and resolved.get_backend_name() == "sqlite":
+        raise ValidationError(
+            "repository_ids",
+            list(scope),
+            "tenant scoping needs PostgreSQL row-level security; SQLite has none "
+            "(filter with read_summary(repository_id=...) instead)",
+        )
     options: dict[str, Any] = {"json_serializer": strict_json_dumps, "pool_pre_ping": True}
     options.update(engine_options)
     engine = create_engine(resolved, **options)
@@ -79,6 +103,8 @@ def connect(url: str | URL | None = None, **engine_options: Any) -> Engine:
         _configure_sqlite(engine)
     else:
         _configure_postgresql(engine)
+        if scope is not None:
+            install_scope(engine, scope)
     return engine
 
 

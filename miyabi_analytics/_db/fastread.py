@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.sql.elements import ColumnElement
 
+from miyabi_analytics._db.scope import SCOPE_SETTING, session_scope
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._db.types import UtcDateTime, UuidText
 
@@ -80,9 +81,12 @@ def _pg_batches(
     params = compiled.construct_params()
     values = [_adbc_value(params[name]) for name in compiled.positiontup or ()]
     uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    # ADBC opens a connection of its own, which the engine's hooks never see: it gets the
+    # repository scope a transaction of the engine runs with (connect(repository_ids=...)).
+    scope = session_scope(engine)
     pending: list[pa.RecordBatch] = []
     size = 0
-    for batch in _prefetched(_adbc_fetch, uri, str(compiled), values):
+    for batch in _prefetched(_adbc_fetch, uri, str(compiled), values, scope):
         pending.append(batch)
         size += batch.num_rows
         while size >= chunksize:
@@ -94,10 +98,17 @@ def _pg_batches(
         yield _conform(pa.Table.from_batches(pending), schema)
 
 
-def _adbc_fetch(uri: str, query: str, values: list[Any]) -> Iterator[pa.RecordBatch]:
+def _adbc_fetch(
+    uri: str, query: str, values: list[Any], scope: str | None
+) -> Iterator[pa.RecordBatch]:
     import adbc_driver_postgresql.dbapi as adbc
 
     with closing(adbc.connect(uri)) as conn, closing(conn.cursor()) as cursor:
+        if scope is not None:
+            # For the session, not the transaction: the connection is this query's alone and
+            # closed right after, and the scope must hold whatever ADBC's autocommit mode is.
+            cursor.execute("SELECT set_config($1, $2, false)", [SCOPE_SETTING, scope])
+            cursor.fetchall()
         cursor.execute(query, values or None)
         yield from cursor.fetch_record_batch()
 
@@ -165,8 +176,15 @@ def _row_batches(
 ) -> Iterator[pa.RecordBatch]:
     with begin(bind) as conn:
         result = conn.execute(stmt)
-        while rows := result.fetchmany(chunksize):
-            yield _batch_from_rows(rows, schema)
+        # The output columns carry no result processing (select_for_arrow), so the driver's
+        # own tuples are the values: skip building a Row object per row.
+        cursor = result.cursor
+        assert cursor is not None
+        try:
+            while rows := cursor.fetchmany(chunksize):
+                yield _batch_from_rows(rows, schema)
+        finally:
+            result.close()
 
 
 def _batch_from_rows(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:

@@ -107,3 +107,20 @@ logs = Table(
     Index(None, "log_level"),
     Index(None, "logged_at"),
 )
+
+report_runs = Table(
+    "report_runs",
+    metadata,
+    Column("id", UuidText(), primary_key=True),
+    Column("parameters", JsonDocument, nullable=False),
+    Column("since", UtcDateTime(), nullable=False),
+    Column("until", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("output_path", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    CheckConstraint("status IN ('running', 'completed', 'failed')", name="status_known"),
+    Index(None, "started_at"),
+)
+"""One row per report run (``miyabi-analytics report``); ``parameters`` hold no password."""

@@ -8,6 +8,7 @@ functions still read them; uuids as their canonical 36-character text.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -74,9 +75,17 @@ class UuidText(TypeDecorator[uuid.UUID]):
         return uuid.UUID(str(value))
 
 
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def strict_json_dumps(value: Any) -> str:
     """The engines' JSON serializer: NaN/Infinity are errors, never silently written."""
-    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    # jsonb refuses NUL (escaped as \u0000 by json.dumps); SQLite would keep it: refuse it on
+    # both. An escaped backslash followed by "u0000" is text, not NUL: hence the regex.
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):
+        raise ValueError("NUL characters cannot be stored in JSON")
+    return text
 
 
 JsonDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")

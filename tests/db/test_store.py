@@ -929,3 +929,26 @@ def test_json_documents_round_trip(engine):
     check_empty_documents_are_not_null(engine)
     check_raw_sql_sees_lowercase_status(engine)
 
+
+
+@pytest.mark.parametrize("bad", [float("nan"), "nul\x00inside"])
+def test_a_record_mutated_after_build_is_still_refused_in_bulk(engine, bad):
+    """Bulk writes trust records that were validated once; a result dict changed in place
+    afterwards must still be refused as bad input, with nothing of the batch stored."""
+    store = ma.ExecutionStore(engine)
+    good = ma.ExecutionResultBuilder(uuid.uuid4(), "SalesAgent").result({"a": 1}).build()
+    spoiled = ma.ExecutionResultBuilder(uuid.uuid4(), "SalesAgent").result({"a": 1}).build()
+    spoiled.result["a"] = bad
+    with pytest.raises(ma.ValidationError):
+        store.save_executions([good, spoiled])
+    assert not store.exists(good.id)
+    assert not store.exists(spoiled.id)
+
+
+def test_escaped_backslash_u0000_text_is_not_mistaken_for_nul(engine):
+    store = ma.ExecutionStore(engine)
+    record = ma.ExecutionResultBuilder(uuid.uuid4(), "SalesAgent").result(
+        {"path": "C:\\u0000 is six characters"}
+    ).build()
+    store.save_executions([record])
+    assert store.get_execution(record.id).result == {"path": "C:\\u0000 is six characters"}

@@ -1,0 +1,336 @@
+"""The dashboard's state and data, without ipywidgets: filters, cached queries, KPIs, figures.
+
+:class:`DashboardModel` holds a filter state (:class:`DashboardFilters`), runs the aggregates for
+it in :meth:`~DashboardModel.refresh`, cached by filter state (going back to a selection costs no
+query), and computes the KPIs against the previous period of equal length. :func:`build_figures`
+turns its data into new plotly figures. :mod:`miyabi_analytics.widgets` wires it to controls.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from miyabi_analytics import aggregates
+from miyabi_analytics._db.buckets import Freq
+from miyabi_analytics._db.engine import mask_url
+from miyabi_analytics._validate import as_time_bound, as_uuid
+from miyabi_analytics.agents import AGENT_CATEGORIES, AGENT_TYPES, agent_category, check_agent_type
+from miyabi_analytics.errors import ValidationError
+from miyabi_analytics.records import ExecutionStatus
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = [
+    "DEFAULT_DAYS",
+    "STATUSES",
+    "TABS",
+    "DashboardData",
+    "DashboardFilters",
+    "DashboardModel",
+    "Kpi",
+    "build_figures",
+    "default_window",
+]
+
+DEFAULT_DAYS: Final = 28
+"""Days the dashboard shows when given no dates: the last 28, today (UTC) included."""
+
+TABS: Final[Mapping[str, tuple[str, ...]]] = {
+    "Quality": ("quality",),
+    "Success": ("success", "success_over_time"),
+    "Durations": ("durations",),
+    "Business": ("business",),
+    "Errors": ("errors", "failures"),
+}
+"""Tab title -> the names of the figures it shows, top to bottom."""
+
+STATUSES: Final = tuple(s.value for s in ExecutionStatus)
+
+
+def _selection(
+    field: str, values: Iterable[object] | None, check: Callable[[object], str], order: Any
+) -> tuple[str, ...] | None:
+    """Checked values, deduplicated, in a canonical order; ``None`` or nothing selected: all."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    checked = {check(v) for v in values}
+    if not checked:
+        return None
+    return tuple(sorted(checked, key=order))
+
+
+def _check_category(value: object) -> str:
+    if isinstance(value, str) and value in AGENT_CATEGORIES:
+        return value
+    raise ValidationError("categories", value, f"expected one of {', '.join(AGENT_CATEGORIES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardFilters:
+    """One filter state; hashable, it keys the model's cache.
+
+    ``since`` (inclusive) and ``until`` (exclusive) bound ``started_at``, ``None`` leaves that side
+    open. The selections are tuples in a canonical order; ``None`` means all. Agents shown are
+    those in ``agent_types`` that belong to one of ``categories``. Build with :meth:`build`.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    repository_ids: tuple[str, ...] | None = None
+    categories: tuple[str, ...] | None = None
+    agent_types: tuple[str, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        since: object = None,
+        until: object = None,
+        repository_ids: Iterable[object] | None = None,
+        categories: Iterable[object] | None = None,
+        agent_types: Iterable[object] | None = None,
+        statuses: Iterable[object] | None = None,
+    ) -> DashboardFilters:
+        """Validated filters; dates mean UTC midnight, an empty selection means all."""
+        start = None if since is None else as_time_bound("since", since)
+        end = None if until is None else as_time_bound("until", until)
+        if start is not None and end is not None and end <= start:
+            raise ValidationError("until", until, f"must be after since ({start.isoformat()})")
+        filters = cls(
+            since=start,
+            until=end,
+            repository_ids=_selection(
+                "repository_ids",
+                repository_ids,
+                lambda v: str(as_uuid("repository_ids", v)),
+                str,
+            ),
+            categories=_selection(
+                "categories", categories, _check_category, AGENT_CATEGORIES.index
+            ),
+            agent_types=_selection(
+                "agent_types",
+                agent_types,
+                lambda v: check_agent_type(v, "agent_types"),
+                AGENT_TYPES.index,
+            ),
+            statuses=_selection(
+                "statuses",
+                statuses,
+                lambda v: ExecutionStatus.parse(v, "statuses").value,
+                STATUSES.index,
+            ),
+        )
+        if filters.agent_selection() == ():
+            raise ValidationError(
+                "agent_types", agent_types, "none of them is in the selected categories"
+            )
+        return filters
+
+    def changed(self, **changes: object) -> DashboardFilters:
+        """These filters with some fields changed, validated again."""
+        current: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        return DashboardFilters.build(**{**current, **changes})
+
+    def agent_selection(self) -> tuple[str, ...] | None:
+        """The agent types to query: ``agent_types`` within ``categories``; ``None``: all."""
+        if self.categories is None:
+            return self.agent_types
+        chosen = self.agent_types or AGENT_TYPES
+        return tuple(a for a in chosen if agent_category(a) in self.categories)
+
+    def query_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`read_summary` and the aggregates for this state."""
+        return {
+            "repository_id": self.repository_ids,
+            "agent_types": self.agent_selection(),
+            "statuses": self.statuses,
+            "since": self.since,
+            "until": self.until,
+        }
+
+    def previous_period(self) -> DashboardFilters | None:
+        """The same filters over the period of equal length just before; ``None`` if open."""
+        if self.since is None or self.until is None:
+            return None
+        return replace(self, since=self.since - (self.until - self.since), until=self.since)
+
+    def is_short(self) -> bool:
+        """At most two months: daily buckets for trends, weekly for the rest."""
+        return (
+            self.since is not None
+            and self.until is not None
+            and self.until - self.since <= timedelta(days=62)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Kpi:
+    """One KPI tile: the value for the selected period and for the previous one of equal length.
+
+    ``value``/``previous`` are ``None`` where undefined (a rate or mean over no rows, or no
+    previous period for an open-ended range).
+    """
+
+    key: str
+    label: str
+    value: float | None
+    previous: float | None
+
+    @property
+    def change(self) -> float | None:
+        """``value - previous``, or ``None``."""
+        if self.value is None or self.previous is None:
+            return None
+        return self.value - self.previous
+
+    @property
+    def relative_change(self) -> float | None:
+        """``change / previous``, or ``None`` (also when ``previous`` is 0)."""
+        change = self.change
+        if change is None or not self.previous:
+            return None
+        return change / abs(self.previous)
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardData:
+    """Everything the dashboard shows for one filter state: aggregate frames and KPIs."""
+
+    filters: DashboardFilters
+    frames: Mapping[str, pd.DataFrame]
+    kpis: tuple[Kpi, ...]
+    seconds: float
+
+
+def _number(value: Any) -> float | None:
+    """A float, or ``None`` for None, NA and NaN."""
+    number = math.nan if value is None or value is pd.NA else float(value)
+    return None if math.isnan(number) else number
+
+
+class DashboardModel:
+    """Filter state, cached aggregate queries and KPIs of one engine's database.
+
+    Queries run only in :meth:`refresh` for a filter state not yet cached (or with
+    ``force=True``); ``queries_run`` counts the aggregate queries run so far.
+    """
+
+    def __init__(self, engine: Engine, filters: DashboardFilters | None = None) -> None:
+        self.engine = engine
+        self.filters = filters or DashboardFilters()
+        self.queries_run = 0
+        self._cache: dict[DashboardFilters, DashboardData] = {}
+        self._repositories: list[tuple[str, int]] | None = None
+
+    def __repr__(self) -> str:
+        return f"DashboardModel({mask_url(self.engine.url)!r}, {self.filters!r})"
+
+    def update(self, **changes: object) -> DashboardFilters:
+        """Change some filters (validated; nothing is queried until :meth:`refresh`)."""
+        self.filters = self.filters.changed(**changes)
+        return self.filters
+
+    def _query(self, function: Callable[..., pd.DataFrame], **arguments: Any) -> pd.DataFrame:
+        self.queries_run += 1
+        return function(self.engine, **arguments)
+
+    def refresh(self, *, force: bool = False) -> DashboardData:
+        """The data of the current filters: from the cache, else queried (``force``: re-query)."""
+        if force:
+            self._cache.clear()
+            self._repositories = None
+        cached = self._cache.get(self.filters)
+        if cached is not None:
+            return cached
+        began = time.perf_counter()
+        filters = self.filters
+        where = filters.query_arguments()
+        fine: Freq = "D" if filters.is_short() else "W"
+        coarse: Freq = "W" if filters.is_short() else "M"
+        frames = {
+            "quality": self._query(aggregates.quality_trend, freq=fine, **where),
+            "success": self._query(aggregates.success_rates, **where),
+            "success_over_time": self._query(aggregates.success_rates, freq=coarse, **where),
+            "durations": self._query(aggregates.duration_stats, **where),
+            "business": self._query(
+                aggregates.business_metrics, by="agent_category", freq=coarse, **where
+            ),
+            "errors": self._query(aggregates.error_analysis, **where),
+        }
+        current = self._totals(filters)
+        before = filters.previous_period()
+        previous = self._totals(before) if before is not None else dict.fromkeys(current)
+        kpis = tuple(
+            Kpi(key, label, current[key], previous[key])
+            for key, label in (
+                ("executions", "Executions"),
+                ("success_rate", "Success rate"),
+                ("mean_quality", "Mean quality"),
+                ("revenue", "Estimated revenue"),
+            )
+        )
+        data = DashboardData(filters, frames, kpis, time.perf_counter() - began)
+        self._cache[filters] = data
+        return data
+
+    def _totals(self, filters: DashboardFilters) -> dict[str, float | None]:
+        where = filters.query_arguments()
+        success = self._query(aggregates.success_rates, by=None, **where)
+        quality = self._query(aggregates.quality_trend, by=None, freq=None, **where)
+        business = self._query(aggregates.business_metrics, by=None, freq=None, **where)
+        return {
+            "executions": float(success["executions"].sum()),
+            "success_rate": _number(success["success_rate"].iloc[0]) if len(success) else None,
+            "mean_quality": _number(quality["mean_quality"].iloc[0]) if len(quality) else None,
+            "revenue": float(business["sum_estimated_revenue_usd"].sum()),  # NA and no rows: 0
+        }
+
+    def kpis(self) -> tuple[Kpi, ...]:
+        """The KPIs of the current filters (see :meth:`refresh`)."""
+        return self.refresh().kpis
+
+    def repositories(self) -> list[tuple[str, int]]:
+        """``(repository_id, executions)`` of every repository, all time; cached until forced."""
+        if self._repositories is None:
+            frame = self._query(aggregates.success_rates, by="repository_id")
+            self._repositories = [
+                (str(r), int(n))
+                for r, n in zip(frame["repository_id"], frame["executions"], strict=True)
+            ]
+        return self._repositories
+
+
+def build_figures(data: DashboardData) -> dict[str, go.Figure]:
+    """One new plotly figure per name in :data:`TABS`, from the frames of ``data``."""
+    from miyabi_analytics import figures
+
+    frames = data.frames
+    short = data.filters.is_short()
+    return {
+        "quality": figures.quality_trend_figure(frames["quality"], rolling=7 if short else 4),
+        "success": figures.success_rate_bar(frames["success"]),
+        "success_over_time": figures.success_heatmap(frames["success_over_time"]),
+        "durations": figures.duration_figure(frames["durations"]),
+        "business": figures.business_over_time(frames["business"], by="agent_category"),
+        "errors": figures.top_errors_bar(frames["errors"]),
+        "failures": figures.failures_over_time(frames["success_over_time"]),
+    }
+
+
+def default_window(today: date | None = None, days: int = DEFAULT_DAYS) -> tuple[date, date]:
+    """``(since, until)`` of the ``days`` days up to and including ``today`` (UTC)."""
+    last = today or datetime.now(UTC).date()
+    return last - timedelta(days=days - 1), last + timedelta(days=1)

@@ -1,0 +1,194 @@
+"""Repository scope: tenant isolation through PostgreSQL row-level security.
+
+Revision ``0003_row_level_security`` puts a policy on the three tables that keeps the rows whose
+repository (for analytics and logs: whose execution's repository) is listed in the session
+setting ``miyabi.repository_ids`` (comma-separated uuids). Unset or empty, the policy keeps
+every row, so unscoped engines and the table owner work as before.
+
+``connect(url, repository_ids=[...])`` returns an engine that sets the setting with
+``set_config(..., true)`` (transaction-local, bound value) at the start of every transaction.
+Everything else that talks to the database on its own (the ADBC fast path) asks the engine for
+its scope with :func:`session_scope` and applies it to its own connection.
+
+The setting is chosen by the client: it keeps trusted code (a service, a notebook helper) from
+reading or writing another tenant's rows by mistake. It is not a boundary against someone who
+can run arbitrary SQL on the connection: they can set it to anything (see the README).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+from sqlalchemy import Boolean, Connection, Engine, String, bindparam, event, func, select
+from sqlalchemy.exc import DBAPIError
+
+from miyabi_analytics._db.tx import begin
+from miyabi_analytics._validate import as_uuid
+from miyabi_analytics.errors import SchemaError, ValidationError
+
+__all__ = [
+    "SCOPE_SETTING",
+    "check_repository_ids",
+    "install_scope",
+    "is_row_security_violation",
+    "out_of_scope",
+    "parse_scope",
+    "scope_errors",
+    "session_scope",
+]
+
+SCOPE_SETTING: Final = "miyabi.repository_ids"
+_CHECKED: Final = "miyabi_scope_checked"
+_RLS_SQLSTATE: Final = "42501"  # insufficient_privilege, also raised by a failed policy check
+
+# One round trip per new pool connection: a scope the server would silently not apply
+# (a role that bypasses RLS, a database not migrated to it yet) is refused instead.
+_CHECK_SQL: Final = (
+    "SELECT r.rolsuper OR r.rolbypassrls, c.oid IS NOT NULL, "
+    "coalesce(c.relrowsecurity AND c.relforcerowsecurity, false) "
+    "FROM pg_roles r LEFT JOIN pg_class c ON c.oid = to_regclass('agent_executions') "
+    "WHERE r.rolname = current_user"
+)
+
+_set_scope = select(
+    func.set_config(
+        bindparam("name", SCOPE_SETTING, type_=String()),
+        bindparam("value", type_=String()),
+        bindparam("local", type_=Boolean()),
+    )
+)
+
+
+def check_repository_ids(value: object) -> tuple[uuid.UUID, ...]:
+    """One repository id or an iterable of them, deduplicated and sorted; never empty.
+
+    An empty scope is refused rather than read as "no repository": the database reads an empty
+    setting as unscoped (every row), and that must never happen by accident.
+    """
+    if isinstance(value, str | uuid.UUID):
+        items: list[object] = [value]
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        raise ValidationError("repository_ids", value, "expected a UUID or an iterable of UUIDs")
+    ids = sorted({as_uuid("repository_ids", item) for item in items})
+    if not ids:
+        raise ValidationError(
+            "repository_ids", value, "a scope needs at least one repository id"
+        )
+    return tuple(ids)
+
+
+def parse_scope(text: str | None) -> frozenset[uuid.UUID] | None:
+    """The repositories of a ``miyabi.repository_ids`` value; ``None`` when unscoped."""
+    if not text:
+        return None
+    return frozenset(uuid.UUID(part) for part in text.split(","))
+
+
+def install_scope(engine: Engine, repository_ids: Sequence[uuid.UUID]) -> None:
+    """Make every transaction of ``engine`` (a PostgreSQL one) see only ``repository_ids``."""
+    value = ",".join(str(i) for i in repository_ids)
+
+    @event.listens_for(engine, "connect")
+    def _check_connection(dbapi_connection: Any, record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(_CHECK_SQL)
+            row = cursor.fetchone()
+        dbapi_connection.rollback()
+        problem: Exception | None = None
+        if row is None or row[0]:
+            problem = ValidationError(
+                "repository_ids",
+                list(repository_ids),
+                "this database role bypasses row-level security (a superuser or BYPASSRLS), "
+                "so the scope would not apply; connect as a role without it",
+            )
+        elif row[1] and not row[2]:
+            problem = SchemaError(
+                "agent_executions has no row-level security, so repository_ids would not "
+                "apply: migrate the database to head (revision 0003_row_level_security) with "
+                "an unscoped engine first"
+            )
+        if problem is not None:
+            dbapi_connection.close()  # refused: nothing may run on this connection
+            raise problem
+
+    @event.listens_for(engine, "begin")
+    def _scope_transaction(conn: Connection) -> None:
+        # Transaction-local, so nothing outlives the transaction on a pooled connection. In
+        # autocommit mode a transaction-local value would vanish after this very statement, so
+        # there it is set for the session: every connection of this engine carries this scope.
+        autocommit = bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
+        conn.execute(_set_scope, {"value": value, "local": not autocommit}).close()
+
+    @event.listens_for(engine, "begin_twophase")
+    def _refuse_twophase(conn: Connection, xid: Any) -> None:
+        raise ValidationError(
+            "repository_ids", list(repository_ids), "two-phase transactions are not scoped"
+        )
+
+
+def session_scope(bind: Engine | Connection) -> str | None:
+    """The ``miyabi.repository_ids`` a transaction on ``bind`` runs with (``None``: unscoped).
+
+    Asked of the database rather than remembered beside the engine, so whatever sets the scope
+    (this module's hook, a caller's own listener) is honoured the same way by every read path.
+    """
+    if bind.dialect.name != "postgresql":
+        return None
+    with begin(bind) as conn:
+        text = conn.execute(select(func.current_setting(SCOPE_SETTING, True))).scalar()
+    return text or None
+
+
+def is_row_security_violation(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL refusing a row by a row-level security policy."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return getattr(orig, "sqlstate", None) == _RLS_SQLSTATE and "row-level security" in str(orig)
+
+
+def out_of_scope(
+    bind: Engine | Connection, records: Iterable[tuple[uuid.UUID, uuid.UUID]]
+) -> ValidationError:
+    """The error for writes (``(id, repository_id)`` pairs) a row-level security policy refused.
+
+    Names the first repository outside the scope; if every one is inside, an execution with
+    one of these ids is stored in a repository outside it.
+    """
+    pairs = list(records)
+    scope = parse_scope(session_scope(bind))
+    shown = "none" if scope is None else ", ".join(sorted(str(i) for i in scope))
+    for _, repository_id in pairs:
+        if scope is not None and repository_id not in scope:
+            return ValidationError(
+                "repository_id",
+                repository_id,
+                f"outside the repositories this engine is scoped to ({shown})",
+            )
+    execution_id, repository_id = pairs[0]
+    return ValidationError(
+        "repository_id",
+        repository_id,
+        f"execution {execution_id}{' (or another of this batch)' if len(pairs) > 1 else ''} "
+        f"is stored in a repository outside the ones this engine is scoped to ({shown})",
+    )
+
+
+@contextmanager
+def scope_errors(
+    bind: Engine | Connection, records: Iterable[tuple[uuid.UUID, uuid.UUID]]
+) -> Iterator[None]:
+    """Turn a write refused by row-level security into :func:`out_of_scope`'s ValidationError.
+
+    Enter it outside the write's transaction, so that is rolled back before the scope is read.
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        if not is_row_security_violation(exc):
+            raise
+        raise out_of_scope(bind, records) from exc
