@@ -9,8 +9,10 @@ turns its data into new plotly figures. :mod:`miyabi_analytics.widgets` wires it
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -221,6 +223,32 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+FRAME_KEYS: Final = ("quality", "success", "success_over_time", "durations", "business", "errors")
+_PARALLEL_QUERIES: Final = 4
+
+
+def _totals_jobs(
+    prefix: str, where: dict[str, Any]
+) -> dict[str, tuple[Callable[..., pd.DataFrame], dict[str, Any]]]:
+    return {
+        f"{prefix}.success": (aggregates.success_rates, {"by": None, **where}),
+        f"{prefix}.quality": (aggregates.quality_trend, {"by": None, "freq": None, **where}),
+        f"{prefix}.business": (aggregates.business_metrics, {"by": None, "freq": None, **where}),
+    }
+
+
+def _totals(results: dict[str, pd.DataFrame], prefix: str) -> dict[str, float | None]:
+    success = results[f"{prefix}.success"]
+    quality = results[f"{prefix}.quality"]
+    business = results[f"{prefix}.business"]
+    return {
+        "executions": float(success["executions"].sum()),
+        "success_rate": _number(success["success_rate"].iloc[0]) if len(success) else None,
+        "mean_quality": _number(quality["mean_quality"].iloc[0]) if len(quality) else None,
+        "revenue": float(business["sum_estimated_revenue_usd"].sum()),  # NA and no rows: 0
+    }
+
+
 class DashboardModel:
     """Filter state, cached aggregate queries and KPIs of one engine's database.
 
@@ -232,6 +260,7 @@ class DashboardModel:
         self.engine = engine
         self.filters = filters or DashboardFilters()
         self.queries_run = 0
+        self._count_lock = threading.Lock()
         self._cache: dict[DashboardFilters, DashboardData] = {}
         self._repositories: list[tuple[str, int]] | None = None
 
@@ -244,8 +273,26 @@ class DashboardModel:
         return self.filters
 
     def _query(self, function: Callable[..., pd.DataFrame], **arguments: Any) -> pd.DataFrame:
-        self.queries_run += 1
+        with self._count_lock:
+            self.queries_run += 1
         return function(self.engine, **arguments)
+
+    def _query_all(
+        self, jobs: dict[str, tuple[Callable[..., pd.DataFrame], dict[str, Any]]]
+    ) -> dict[str, pd.DataFrame]:
+        """Run independent queries side by side on the engine's pool.
+
+        The database then works on them in parallel. An in-memory SQLite database is private to
+        each connection, so there they run one after another.
+        """
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database in (None, "", ":memory:"):
+            return {key: self._query(fn, **args) for key, (fn, args) in jobs.items()}
+        with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
+            futures = {
+                key: pool.submit(self._query, fn, **args) for key, (fn, args) in jobs.items()
+            }
+            return {key: future.result() for key, future in futures.items()}
 
     def refresh(self, *, force: bool = False) -> DashboardData:
         """The data of the current filters: from the cache, else queried (``force``: re-query)."""
@@ -260,19 +307,24 @@ class DashboardModel:
         where = filters.query_arguments()
         fine: Freq = "D" if filters.is_short() else "W"
         coarse: Freq = "W" if filters.is_short() else "M"
-        frames = {
-            "quality": self._query(aggregates.quality_trend, freq=fine, **where),
-            "success": self._query(aggregates.success_rates, **where),
-            "success_over_time": self._query(aggregates.success_rates, freq=coarse, **where),
-            "durations": self._query(aggregates.duration_stats, **where),
-            "business": self._query(
-                aggregates.business_metrics, by="agent_category", freq=coarse, **where
-            ),
-            "errors": self._query(aggregates.error_analysis, **where),
-        }
-        current = self._totals(filters)
         before = filters.previous_period()
-        previous = self._totals(before) if before is not None else dict.fromkeys(current)
+        jobs: dict[str, tuple[Callable[..., pd.DataFrame], dict[str, Any]]] = {
+            "quality": (aggregates.quality_trend, {"freq": fine, **where}),
+            "success": (aggregates.success_rates, where),
+            "success_over_time": (aggregates.success_rates, {"freq": coarse, **where}),
+            "durations": (aggregates.duration_stats, where),
+            "business": (
+                aggregates.business_metrics, {"by": "agent_category", "freq": coarse, **where}
+            ),
+            "errors": (aggregates.error_analysis, where),
+            **_totals_jobs("now", where),
+        }
+        if before is not None:
+            jobs.update(_totals_jobs("before", before.query_arguments()))
+        results = self._query_all(jobs)
+        frames = {key: results[key] for key in FRAME_KEYS}
+        current = _totals(results, "now")
+        previous = _totals(results, "before") if before is not None else dict.fromkeys(current)
         kpis = tuple(
             Kpi(key, label, current[key], previous[key])
             for key, label in (
@@ -285,18 +337,6 @@ class DashboardModel:
         data = DashboardData(filters, frames, kpis, time.perf_counter() - began)
         self._cache[filters] = data
         return data
-
-    def _totals(self, filters: DashboardFilters) -> dict[str, float | None]:
-        where = filters.query_arguments()
-        success = self._query(aggregates.success_rates, by=None, **where)
-        quality = self._query(aggregates.quality_trend, by=None, freq=None, **where)
-        business = self._query(aggregates.business_metrics, by=None, freq=None, **where)
-        return {
-            "executions": float(success["executions"].sum()),
-            "success_rate": _number(success["success_rate"].iloc[0]) if len(success) else None,
-            "mean_quality": _number(quality["mean_quality"].iloc[0]) if len(quality) else None,
-            "revenue": float(business["sum_estimated_revenue_usd"].sum()),  # NA and no rows: 0
-        }
 
     def kpis(self) -> tuple[Kpi, ...]:
         """The KPIs of the current filters (see :meth:`refresh`)."""

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 from miyabi_analytics.errors import ValidationError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from sqlalchemy import Connection, Engine
 
     from miyabi_analytics.records import AgentExecutionResult
@@ -152,6 +154,17 @@ class PersistableAgent:
         from miyabi_analytics.store import ExecutionStore
 
         return ExecutionStore(bind).log(execution_id, level, message, metadata)
+
+    def heartbeat(self, bind: Engine | Connection, execution_id: uuid.UUID | str) -> datetime:
+        """Mark one of this agent's running executions alive; returns the time stamped.
+
+        :class:`NotFound` for an unknown id, :class:`ValidationError` (naming the status) when
+        the execution is not running or (naming the agent) when it is another agent's. Running
+        executions without a heartbeat for too long are failed by ``miyabi-analytics reap``.
+        """
+        from miyabi_analytics.store import ExecutionStore
+
+        return ExecutionStore(bind).heartbeat(execution_id, agent_type=self.agent_type)
 
 
 class AIEntrepreneurAgent(PersistableAgent):

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import URL
@@ -86,7 +87,47 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)"
     )
     cmd.set_defaults(handler=_serve)
+    cmd = commands.add_parser(
+        "reap", help="fail running executions that stopped sending heartbeats"
+    )
+    cmd.add_argument("--url", help=url_help)
+    cmd.add_argument(
+        "--stale-after",
+        required=True,
+        type=_duration,
+        metavar="DURATION",
+        help="silence that counts as stuck, e.g. 90s, 30m, 2h, 7d",
+    )
+    cmd.set_defaults(handler=_reap)
+
+    cmd = commands.add_parser(
+        "purge", help="archive (optional) and delete executions older than a duration"
+    )
+    cmd.add_argument("--url", help=url_help)
+    cmd.add_argument(
+        "--older-than",
+        required=True,
+        type=_duration,
+        metavar="DURATION",
+        help="age by start time (creation time if never started), e.g. 90d",
+    )
+    cmd.add_argument(
+        "--archive", metavar="DIR", help="write the purged rows to Parquet files here first"
+    )
+    cmd.add_argument(
+        "--dry-run", action="store_true", help="only count what would be purged"
+    )
+    cmd.set_defaults(handler=_purge)
     return parser
+
+
+def _duration(text: str) -> timedelta:
+    from miyabi_analytics._durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except MiyabiError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -197,6 +238,38 @@ def _summary_table(frame: Any, pd: Any) -> str:
         }
     )
     return str(table.to_string())
+
+
+def _reap(args: argparse.Namespace) -> int:
+    from miyabi_analytics._durations import format_duration
+    from miyabi_analytics.store import ExecutionStore
+
+    engine = connect(args.url)
+    try:
+        reaped = ExecutionStore(engine).reap(args.stale_after)
+    finally:
+        engine.dispose()
+    print(
+        f"reaped {reaped} running executions with no heartbeat for "
+        f"{format_duration(args.stale_after)}"
+    )
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from miyabi_analytics.retention import purge
+
+    engine = connect(args.url)
+    try:
+        report = purge(
+            engine, args.older_than, archive_dir=args.archive, dry_run=args.dry_run
+        )
+    finally:
+        engine.dispose()
+    print(report)
+    for path in report.archive_files:
+        print(path)
+    return 0
 
 
 def _say(message: str) -> None:

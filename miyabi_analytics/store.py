@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
-from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, Table, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from miyabi_analytics._db import liveness
 from miyabi_analytics._db.bulk import encoder, existing_rows, insert_rows, update_rows
+from miyabi_analytics._db.retry import DEFAULT_RETRY, RetryPolicy, run_with_retries
 from miyabi_analytics._db.schema import analytics, executions, logs
 from miyabi_analytics._db.scope import is_row_security_violation, scope_errors
 from miyabi_analytics._db.statements import upsert_execution
 from miyabi_analytics._db.tx import begin
+from miyabi_analytics._durations import as_duration, format_duration
 from miyabi_analytics._progress import progress_bar
 from miyabi_analytics._validate import INT32_MAX, as_aware, as_int, as_json, as_text, as_uuid
 from miyabi_analytics.agents import check_agent_type
@@ -33,6 +37,7 @@ __all__ = ["ExecutionStore"]
 DEFAULT_BATCH_SIZE = 50_000  # fewer round trips and commits; 50k records are ~50 MB
 MAX_BATCH_SIZE = 1_000_000
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def _now() -> datetime:
@@ -40,6 +45,7 @@ def _now() -> datetime:
 
 
 def _row_of(record: AgentExecutionResult, now: datetime) -> dict[str, Any]:
+    # No last_heartbeat_at: the upsert sets only these keys, so an update keeps the stored one.
     return {
         "id": record.id,
         "repository_id": record.repository_id,
@@ -66,21 +72,44 @@ def _execution_tuple(r: AgentExecutionResult, now: datetime) -> tuple[Any, ...]:
     return (
         r.id, r.repository_id, r.user_id, r.agent_type, r.issue_number, _STATUS_TEXT[r.status],
         r.started_at, r.completed_at, r.error_message, r.result, r.quality_score, r.pr_number,
-        now, now,
+        now, now, None,
     )
 
 
 _TUPLE_ORDER: Final = (
     "id", "repository_id", "user_id", "agent_type", "issue_number", "status", "started_at",
     "completed_at", "error_message", "result", "quality_score", "pr_number", "created_at",
-    "updated_at",
+    "updated_at", "last_heartbeat_at",
 )
 assert tuple(c.name for c in executions.columns) == _TUPLE_ORDER
-_UPDATABLE: Final = [n for n in _TUPLE_ORDER if n not in ("id", "created_at")]
+# Records carry no heartbeat: an update keeps the stored one (a new row starts with none).
+_UPDATABLE: Final = [
+    n for n in _TUPLE_ORDER if n not in ("id", "created_at", "last_heartbeat_at")
+]
+
+
+def _retried(
+    what: str,
+) -> Callable[
+    [Callable[Concatenate[ExecutionStore, P], T]], Callable[Concatenate[ExecutionStore, P], T]
+]:
+    """Run a store method (one transaction) again on transient errors; see ``_db/retry.py``."""
+
+    def decorate(
+        method: Callable[Concatenate[ExecutionStore, P], T],
+    ) -> Callable[Concatenate[ExecutionStore, P], T]:
+        @functools.wraps(method)
+        def run(self: ExecutionStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            return self._run(lambda _: method(self, *args, **kwargs), what)
+
+        return run
+
+    return decorate
 
 
 def _record_of(row: Row[Any]) -> AgentExecutionResult:
     data = row._asdict()
+    data.pop("last_heartbeat_at", None)  # a column of the table, not a field of the record
     data["status"] = ExecutionStatus(data["status"])
     return AgentExecutionResult(**data)
 
@@ -90,12 +119,30 @@ class ExecutionStore:
 
     It holds the engine (or a connection, to join the caller's transaction) and nothing else:
     no tables are created here (see :func:`migrate`) and no state is cached between calls.
+
+    With an engine, each write transaction is run again with backoff when it fails for a passing
+    reason (a lost connection, a serialization failure or deadlock, SQLite "database is locked"),
+    as ``retry`` says; never for bad input or a violated constraint. On a connection it runs
+    once: the caller's transaction is lost with the error, so only the caller can retry it.
     """
 
-    def __init__(self, bind: Engine | Connection) -> None:
+    def __init__(
+        self, bind: Engine | Connection, *, retry: RetryPolicy = DEFAULT_RETRY
+    ) -> None:
         if not isinstance(bind, Engine | Connection):
             raise ValidationError("bind", bind, "expected a SQLAlchemy Engine or Connection")
+        if not isinstance(retry, RetryPolicy):
+            raise ValidationError("retry", retry, "expected a RetryPolicy")
+        if retry.attempts < 1:
+            raise ValidationError("retry", retry, "at least one attempt is needed")
         self._bind = bind
+        self._retry = retry
+
+    def _run(self, operation: Callable[[int], T], what: str) -> T:
+        """``operation(attempt)``, retried on transient errors when the transaction is ours."""
+        if isinstance(self._bind, Engine):
+            return run_with_retries(operation, self._retry, what=what)
+        return operation(1)
 
     def __repr__(self) -> str:
         engine = self._bind if isinstance(self._bind, Engine) else self._bind.engine
@@ -103,6 +150,7 @@ class ExecutionStore:
 
     # -- executions -------------------------------------------------------------------------
 
+    @_retried("save_execution")
     def save_execution(self, result: AgentExecutionResult) -> uuid.UUID:
         """Insert the execution, or update the stored one with the same id.
 
@@ -180,6 +228,7 @@ class ExecutionStore:
                     raise
         raise AssertionError("unreachable")
 
+    @_retried("save_executions batch")
     def _save_batch(self, batch: Sequence[AgentExecutionResult]) -> int:
         now = _now()
         merged: dict[uuid.UUID, AgentExecutionResult] = {}
@@ -260,6 +309,66 @@ class ExecutionStore:
         with begin(self._bind) as conn:
             return [_record_of(row) for row in conn.execute(stmt)]
 
+    # -- heartbeats and stuck executions -------------------------------------------------------
+
+    @_retried("heartbeat")
+    def heartbeat(
+        self, execution_id: uuid.UUID | str, *, agent_type: str | None = None
+    ) -> datetime:
+        """Record that a running execution is alive; returns the time stamped.
+
+        :class:`NotFound` for an unknown id; :class:`ValidationError` naming the status when the
+        execution is not running (only running executions take a heartbeat), or naming the agent
+        when ``agent_type`` is given and the execution is another agent's. Saving the record
+        later keeps the heartbeat; ``updated_at`` is left alone (it is the time of the last save).
+        """
+        key = as_uuid("execution_id", execution_id)
+        if agent_type is not None:
+            check_agent_type(agent_type)
+        now = _now()
+        with begin(self._bind, write=True) as conn:
+            if conn.execute(liveness.heartbeat(key, agent_type, now)).rowcount == 1:
+                return now
+            stored = conn.execute(
+                select(executions.c.status, executions.c.agent_type).where(
+                    executions.c.id == key
+                )
+            ).one_or_none()
+        if stored is None:
+            raise NotFound("execution", key)
+        if agent_type is not None and stored.agent_type != agent_type:
+            raise ValidationError(
+                "agent_type", agent_type, f"execution {key} belongs to {stored.agent_type}"
+            )
+        raise ValidationError(
+            "status",
+            stored.status,
+            f"execution {key} is {stored.status!r}; only running executions take a heartbeat",
+        )
+
+    @_retried("reap")
+    def reap(self, stale_after: timedelta | str) -> int:
+        """Fail the running executions silent for longer than ``stale_after``; returns how many.
+
+        Silent: the later of ``started_at`` and ``last_heartbeat_at`` (``created_at`` if neither
+        is set) is older than ``now - stale_after``. Each gets ``status="failed"``,
+        ``completed_at`` and ``updated_at`` now, and ``error_message`` ``"reaped: no heartbeat
+        for <duration>"`` (e.g. ``30m``), in one transaction under the lifecycle guard: an
+        execution that completes meanwhile stays completed.
+        """
+        stale = as_duration("stale_after", stale_after)
+        now = _now()
+        message = f"reaped: no heartbeat for {format_duration(stale)}"
+        with begin(self._bind, write=True) as conn:
+            return int(conn.execute(liveness.reap(now - stale, now, message)).rowcount)
+
+    def count_stuck(self, stale_after: timedelta | str) -> int:
+        """How many running executions :meth:`reap` would fail now (nothing is changed)."""
+        stale = as_duration("stale_after", stale_after)
+        with begin(self._bind) as conn:
+            count: int = conn.execute(liveness.count_stuck(_now() - stale)).scalar_one()
+        return count
+
     # -- metrics and logs ---------------------------------------------------------------------
 
     def save_analysis_metrics(
@@ -278,26 +387,33 @@ class ExecutionStore:
         if agent_type is not None:
             check_agent_type(agent_type)
         row_id = uuid.uuid4()
-        with begin(self._bind, write=True) as conn:
-            stored_type = conn.execute(
-                select(executions.c.agent_type).where(executions.c.id == key)
-            ).scalar_one_or_none()
-            if stored_type is None:
-                raise NotFound("execution", key)
-            if agent_type is not None and agent_type != stored_type:
-                raise ValidationError(
-                    "agent_type", agent_type, f"execution {key} belongs to {stored_type}"
+        created_at = _now()
+
+        def attempt(number: int) -> None:
+            with begin(self._bind, write=True) as conn:
+                if number > 1 and _stored(conn, analytics, row_id):
+                    return  # the failed attempt did commit: its acknowledgement was lost
+                stored_type = conn.execute(
+                    select(executions.c.agent_type).where(executions.c.id == key)
+                ).scalar_one_or_none()
+                if stored_type is None:
+                    raise NotFound("execution", key)
+                if agent_type is not None and agent_type != stored_type:
+                    raise ValidationError(
+                        "agent_type", agent_type, f"execution {key} belongs to {stored_type}"
+                    )
+                conn.execute(
+                    analytics.insert().values(
+                        id=row_id,
+                        execution_id=key,
+                        agent_type=stored_type,
+                        metrics=valid.document,
+                        created_at=created_at,
+                        **valid.columns,
+                    )
                 )
-            conn.execute(
-                analytics.insert().values(
-                    id=row_id,
-                    execution_id=key,
-                    agent_type=stored_type,
-                    metrics=valid.document,
-                    created_at=_now(),
-                    **valid.columns,
-                )
-            )
+
+        self._run(attempt, "save_analysis_metrics")
         return row_id
 
     def log(
@@ -321,8 +437,7 @@ class ExecutionStore:
             "logged_at": _now() if logged_at is None else as_aware("logged_at", logged_at),
         }
         try:
-            with begin(self._bind, write=True) as conn:
-                conn.execute(logs.insert().values(**row))
+            self._insert_one(logs, row)
         except IntegrityError:
             if not self.exists(key):
                 raise NotFound("execution", key) from None
@@ -407,18 +522,35 @@ class ExecutionStore:
     ) -> int:
         """Insert rows that point at executions, after checking every execution exists."""
         wanted = list({row["execution_id"] for row in rows})
-        with begin(self._bind, write=True) as conn:
-            found = existing_rows(conn, executions, wanted, ["agent_type"])
-            missing = set(wanted) - found.keys()
-            if missing:
-                raise NotFound("execution", min(missing))
-            if with_agent_type:
-                for row in rows:
-                    row["agent_type"] = found[row["execution_id"]].agent_type
-            names = [c.name for c in table.columns]
-            encode = encoder(table, conn.dialect.name)
-            insert_rows(conn, table, (encode([row[n] for n in names]) for row in rows))
+
+        def attempt(number: int) -> None:
+            with begin(self._bind, write=True) as conn:
+                if number > 1 and _stored(conn, table, rows[0]["id"]):
+                    return  # the failed attempt did commit (a batch is all or nothing)
+                found = existing_rows(conn, executions, wanted, ["agent_type"])
+                missing = set(wanted) - found.keys()
+                if missing:
+                    raise NotFound("execution", min(missing))
+                if with_agent_type:
+                    for row in rows:
+                        row["agent_type"] = found[row["execution_id"]].agent_type
+                names = [c.name for c in table.columns]
+                encode = encoder(table, conn.dialect.name)
+                insert_rows(conn, table, (encode([row[n] for n in names]) for row in rows))
+
+        self._run(attempt, f"{table.name} batch")
         return len(rows)
+
+    def _insert_one(self, table: Table, row: Mapping[str, Any]) -> None:
+        """Insert one row with a fixed id, exactly once even if a retry follows a lost commit."""
+
+        def attempt(number: int) -> None:
+            with begin(self._bind, write=True) as conn:
+                if number > 1 and _stored(conn, table, row["id"]):
+                    return
+                conn.execute(table.insert().values(**row))
+
+        self._run(attempt, f"{table.name} insert")
 
     def exists(self, execution_id: uuid.UUID | str) -> bool:
         """Whether an execution with this id is stored."""
@@ -426,6 +558,10 @@ class ExecutionStore:
         with begin(self._bind) as conn:
             found = conn.execute(select(executions.c.id).where(executions.c.id == key))
             return found.first() is not None
+
+
+def _stored(conn: Connection, table: Table, row_id: uuid.UUID) -> bool:
+    return conn.execute(select(table.c.id).where(table.c.id == row_id)).first() is not None
 
 
 def _json_mapping(field: str, value: object) -> Any:

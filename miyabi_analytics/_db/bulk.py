@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.types import TypeEngine
 
@@ -146,6 +146,16 @@ def _copy_rows(conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]]) 
         raise IntegrityError(f"COPY {table.name}", None, exc) from exc
     except psycopg.DataError as exc:
         raise DataError(f"COPY {table.name}", None, exc) from exc
+    except psycopg.Error as exc:
+        # COPY runs on the raw driver connection, so SQLAlchemy has not seen this error: give it
+        # the type (and, for a lost connection, the invalidation) every other write has, so the
+        # pool drops the dead connection and the store's retry sees what happened.
+        lost = dbapi.broken or dbapi.closed
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            f"COPY {table.name}", None, exc, psycopg.Error, connection_invalidated=lost
+        ) from exc
 
 
 def _stage_of(table: Table) -> Table:

@@ -19,7 +19,9 @@ __all__ = ["DEFAULT_URL", "connect", "mask_url", "resolve_url"]
 
 DEFAULT_URL: Final = "sqlite:///miyabi.db"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
-_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+# user:password@ after "//", a lone "/", a space or the start (text that failed to parse as a URL
+# may be malformed anywhere), to the last "@" before the host, in case the password has a raw "@".
+_PASSWORD_IN_TEXT = re.compile(r"((?:^|[/\s])[^:/@\s]*:)[^/\s]*@")
 _PASSWORD_IN_QUERY = re.compile(r"((?:^|[?&])password=)[^&\s]*", re.IGNORECASE)
 
 
@@ -49,8 +51,9 @@ def resolve_url(url: str | URL | None = None) -> URL:
         parsed = chosen if isinstance(chosen, URL) else make_url(chosen)
     except (ArgumentError, ValueError):
         raise ValidationError("url", mask_url(chosen), "not a database URL") from None
-    if "password" in parsed.query and parsed.password is None:
+    if "password" in parsed.query:
         # In the password slot SQLAlchemy masks it in every repr; in the query it would not.
+        # Given in both places, the query's wins, as it does for libpq (query after userinfo).
         secret = parsed.query["password"]
         parsed = parsed.difference_update_query(["password"]).set(
             password=secret if isinstance(secret, str) else secret[0]

@@ -45,6 +45,9 @@ executions = Table(
     Column("pr_number", Integer, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Last sign of life of a running execution (``ExecutionStore.heartbeat``); records do not
+    # carry it, so saving a record keeps it. Last on purpose: the bulk encoders use column order.
+    Column("last_heartbeat_at", UtcDateTime(), nullable=True),
     CheckConstraint(
         "quality_score IS NULL OR (quality_score >= 0 AND quality_score <= 100)",
         name="quality_score_range",

@@ -27,6 +27,11 @@ def upsert_execution(dialect_name: str, row: Mapping[str, Any]) -> Insert:
     allowed = [s.value for s in ExecutionStatus(row["status"]).allowed_predecessors()]
     return stmt.on_conflict_do_update(
         index_elements=[executions.c.id],
-        set_={k: stmt.excluded[k] for k in row if k not in ("id", "created_at")},
+        # created_at is the first save's; last_heartbeat_at is not the record's to change.
+        set_={
+            k: stmt.excluded[k]
+            for k in row
+            if k not in ("id", "created_at", "last_heartbeat_at")
+        },
         where=executions.c.status.in_(allowed) & (executions.c.agent_type == row["agent_type"]),
     ).returning(executions.c.id)
