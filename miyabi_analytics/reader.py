@@ -43,12 +43,14 @@ __all__ = [
 ]
 
 
-def summary_columns(columns: Sequence[str] | None) -> dict[str, Any]:
+def summary_columns(columns: object) -> dict[str, Any]:
     """The dtype spec of the asked columns, in the asked order; unknown names are refused."""
     if columns is None:
         return dict(SUMMARY_DTYPES)
     if isinstance(columns, str):
         columns = [columns]
+    if not isinstance(columns, Iterable) or not all(isinstance(c, str) for c in columns):
+        raise ValidationError("columns", columns, "expected column names (strings)")
     chosen = list(dict.fromkeys(columns))
     unknown = [c for c in chosen if c not in SUMMARY_DTYPES]
     if unknown or not chosen:
@@ -278,6 +280,15 @@ def read_summary_simple(
     return to_frame(rows, spec)
 
 
+def _one_or_many(field: str, value: object, single: Any) -> list[Any]:
+    """A lone value of type ``single`` as a one-item list, an iterable as a list, else refused."""
+    if isinstance(value, single):
+        return [value]
+    if isinstance(value, Iterable):
+        return list(value)
+    raise ValidationError(field, value, "expected one value or an iterable of them")
+
+
 def read_logs(
     bind: Engine | Connection,
     *,
@@ -289,10 +300,10 @@ def read_logs(
     """Log lines, oldest first; ``since``/``until`` (inclusive/exclusive) on ``logged_at``."""
     stmt = select(*(logs.c[name] for name in LOG_DTYPES))
     if execution_id is not None:
-        ids = [execution_id] if isinstance(execution_id, str | uuid.UUID) else list(execution_id)
+        ids = _one_or_many("execution_id", execution_id, str | uuid.UUID)
         stmt = stmt.where(logs.c.execution_id.in_([as_uuid("execution_id", i) for i in ids]))
     if levels is not None:
-        names = [levels] if isinstance(levels, str) else list(levels)
+        names = _one_or_many("levels", levels, str)
         checked = []
         for name in names:
             try:
