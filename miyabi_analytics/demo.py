@@ -24,6 +24,7 @@ from miyabi_analytics.records import (
     ExecutionStatus,
     LogEntry,
     MetricsEntry,
+    validate_record,
 )
 from miyabi_analytics.store import ExecutionStore
 
@@ -177,7 +178,7 @@ def generate_history(
                         created_at=started + duration,
                     )
                 )
-        record = AgentExecutionResult(**builder)
+        record = validate_record(AgentExecutionResult(**builder))  # as build() does
         history.executions.append(record)
         history.logs.extend(_logs_for(record, rng))
     return history

@@ -231,29 +231,36 @@ class ExecutionStore:
     @_retried("save_executions batch")
     def _save_batch(self, batch: Sequence[AgentExecutionResult]) -> int:
         now = _now()
-        merged: dict[uuid.UUID, AgentExecutionResult] = {}
+        # Keyed by the uuid's int: UUID.__hash__ is Python code, a measurable cost per row here.
+        merged: dict[int, AgentExecutionResult] = {}
         for record in batch:
-            previous = merged.get(record.id)
+            key = record.id.int
+            previous = merged.get(key)
             if previous is not None:
                 self._check_step(record, previous.status, previous.agent_type)
-            merged[record.id] = record
+            merged[key] = record
         # scope_errors: row-level security refusals -> ValidationError (see save_execution).
         with (
             scope_errors(self._bind, ((r.id, r.repository_id) for r in merged.values())),
             begin(self._bind, write=True) as conn,
         ):
-            stored = existing_rows(
-                conn, executions, list(merged), ["status", "agent_type"]
+            encode = encoder(executions, conn.dialect.name)
+            if conn.dialect.name == "postgresql" and self._insert_if_all_new(
+                conn, merged.values(), now, encode, len(batch)
+            ):
+                return len(batch)
+            found = existing_rows(
+                conn, executions, [r.id for r in merged.values()], ["status", "agent_type"]
             )
+            stored = {stored_id.int: row for stored_id, row in found.items()}
             inserts, updates = [], []
             for key, record in merged.items():
-                current = stored.get(key)
+                current = stored.get(key) if stored else None
                 if current is None:
                     inserts.append(_execution_tuple(record, now))
                     continue
                 self._check_step(record, current.status, current.agent_type)
                 updates.append(_execution_tuple(record, now))
-            encode = encoder(executions, conn.dialect.name)
             try:
                 if inserts:
                     insert_rows(conn, executions, map(encode, inserts))
@@ -266,6 +273,34 @@ class ExecutionStore:
                     "results", f"batch of {len(batch)}", f"a value cannot be stored: {exc}"
                 ) from exc
         return len(batch)
+
+    @staticmethod
+    def _insert_if_all_new(
+        conn: Connection,
+        records: Iterable[AgentExecutionResult],
+        now: datetime,
+        encode: Callable[[Sequence[Any]], tuple[Any, ...]],
+        size: int,
+    ) -> bool:
+        """COPY the batch straight in, in a savepoint: the common case of only new ids.
+
+        If any id is already stored the primary key refuses the COPY (nothing of it stays) and
+        the caller takes the guarded path, which looks the ids up and checks each step. When the
+        COPY succeeds no id existed, so no lifecycle step needed checking.
+        """
+        try:
+            with conn.begin_nested():
+                rows = (encode(_execution_tuple(r, now)) for r in records)
+                insert_rows(conn, executions, rows)
+        except IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "23505":
+                return False
+            raise
+        except (ValueError, DataError) as exc:
+            raise ValidationError(
+                "results", f"batch of {size}", f"a value cannot be stored: {exc}"
+            ) from exc
+        return True
 
     @staticmethod
     def _check_step(record: AgentExecutionResult, status: str, agent_type: str) -> None:

@@ -151,7 +151,8 @@ def test_killed_during_copy_is_retried_transparently(engine, admin, caplog):
             pids.append(backend_pid(conn))
             locked.set()
 
-    on_statement(engine, "FOR UPDATE", note_pid)  # the lookup right before the COPY
+    # The savepoint right before a batch's optimistic COPY (new ids need no look-up first).
+    on_statement(engine, "SAVEPOINT", note_pid)
 
     def killer() -> None:
         if not locked.wait(30):
