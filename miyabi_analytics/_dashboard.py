@@ -215,6 +215,7 @@ class DashboardData:
     frames: Mapping[str, pd.DataFrame]
     kpis: tuple[Kpi, ...]
     seconds: float
+    stuck: int = 0  # running executions without a heartbeat for STUCK_AFTER, all repositories
 
 
 def _number(value: Any) -> float | None:
@@ -225,6 +226,16 @@ def _number(value: Any) -> float | None:
 
 FRAME_KEYS: Final = ("quality", "success", "success_over_time", "durations", "business", "errors")
 _PARALLEL_QUERIES: Final = 4
+
+
+STUCK_AFTER: Final = timedelta(minutes=30)
+
+
+def _stuck_count(engine: Engine) -> pd.DataFrame:
+    """Running executions ``miyabi-analytics reap --stale-after 30m`` would fail now."""
+    from miyabi_analytics.store import ExecutionStore
+
+    return pd.DataFrame({"stuck": [ExecutionStore(engine).count_stuck(STUCK_AFTER)]})
 
 
 def _totals_jobs(
@@ -318,6 +329,7 @@ class DashboardModel:
             ),
             "errors": (aggregates.error_analysis, where),
             **_totals_jobs("now", where),
+            "stuck": (_stuck_count, {}),
         }
         if before is not None:
             jobs.update(_totals_jobs("before", before.query_arguments()))
@@ -334,7 +346,8 @@ class DashboardModel:
                 ("revenue", "Estimated revenue"),
             )
         )
-        data = DashboardData(filters, frames, kpis, time.perf_counter() - began)
+        stuck = int(results["stuck"]["stuck"].iloc[0])
+        data = DashboardData(filters, frames, kpis, time.perf_counter() - began, stuck)
         self._cache[filters] = data
         return data
 

@@ -255,7 +255,15 @@ class DashboardView:
         self.show(data)
         ran = self.model.queries_run - before
         how = f"{ran} queries in {data.seconds:.2f} s" if ran else "from the cache"
-        self.status.value = f"<small>{int(data.kpis[0].value or 0):,} executions; {how}</small>"
+        stuck = (
+            f'; <span style="color:#D62728">{data.stuck:,} running without a heartbeat for '
+            f"30 min (all repositories; see miyabi-analytics reap)</span>"
+            if data.stuck
+            else ""
+        )
+        self.status.value = (
+            f"<small>{int(data.kpis[0].value or 0):,} executions; {how}{stuck}</small>"
+        )
 
     def show(self, data: DashboardData) -> None:
         """Update the KPI tiles and every figure in place (nothing if ``data`` is shown)."""

@@ -316,3 +316,21 @@ def test_dashboard_of_an_unmigrated_database_raises(empty_url: URL) -> None:
             ma.dashboard(engine)
     finally:
         engine.dispose()
+
+
+def test_stuck_executions_are_counted_and_shown(engine: Engine) -> None:
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    import miyabi_analytics as ma
+    from miyabi_analytics.widgets import DashboardModel, dashboard
+
+    agent = ma.SalesAgent()
+    old = datetime.now(UTC) - timedelta(hours=2)
+    stuck = agent.builder(uuid.uuid4()).status("running").started_at(old).build()
+    fresh = agent.builder(uuid.uuid4()).status("running").start_now().build()
+    agent.save_execution(engine, stuck)
+    agent.save_execution(engine, fresh)
+    model = DashboardModel(engine)
+    assert model.refresh().stuck == 1
+    assert "1 running without a heartbeat" in dashboard(engine).children[2].value
