@@ -3,6 +3,10 @@
 A run is ``running`` from its start, then ``completed`` (with the output path) or ``failed``
 (with a one-line error). ``parameters`` are what was asked for, with the database URL masked;
 ``since``/``until`` are the data window the report actually covered.
+
+On PostgreSQL (revision ``0005_report_runs_scope``) a run belongs to the repository scope of
+the engine that started it (``connect(url, repository_ids=[...])``; the database records it): a
+scoped engine sees and updates only runs started within its scope, an unscoped one every run.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def finish_run(
     output_path: str | None = None,
     error: str | None = None,
 ) -> None:
-    """Record how a run ended."""
+    """Record how a run ended (a run this engine's scope cannot see is left as it is)."""
     with begin(bind, write=True) as conn:
         conn.execute(
             update(report_runs)
@@ -97,7 +101,8 @@ def read_report_runs(bind: Engine | Connection) -> pd.DataFrame:
     repository_id, title, format, output), ``since``, ``until`` (the data window covered),
     ``started_at``, ``finished_at`` (``NaT`` while running), ``status`` (category: running,
     completed, failed), ``output_path``, ``error`` (strings, ``NaN`` where none). Dtypes are
-    those of :data:`REPORT_RUN_DTYPES`, also when there are no runs.
+    those of :data:`REPORT_RUN_DTYPES`, also when there are no runs. A repository-scoped
+    engine gets only the runs started within its scope.
     """
     stmt = select(*(report_runs.c[name] for name in REPORT_RUN_DTYPES)).order_by(
         report_runs.c.started_at, report_runs.c.id

@@ -239,7 +239,8 @@ class ExecutionStore:
             if previous is not None:
                 self._check_step(record, previous.status, previous.agent_type)
             merged[key] = record
-        # scope_errors: row-level security refusals -> ValidationError (see save_execution).
+        # scope_errors: row-level security refusals -> ValidationError (see save_execution),
+        # and so is an id stored outside the scope: its row is hidden, so it looks new here.
         with (
             scope_errors(self._bind, ((r.id, r.repository_id) for r in merged.values())),
             begin(self._bind, write=True) as conn,

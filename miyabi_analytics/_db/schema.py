@@ -123,6 +123,11 @@ report_runs = Table(
     Column("status", String(20), nullable=False),
     Column("output_path", Text, nullable=True),
     Column("error", Text, nullable=True),
+    # The scope (comma-separated repository uuids) of the session that started the run, NULL
+    # when unscoped; row-level security keys on it (revision 0005). Written by the server
+    # default on PostgreSQL (the session's setting), so no server_default here: it is
+    # PostgreSQL-only SQL, and ``alembic check`` does not compare server defaults.
+    Column("repository_scope", Text, nullable=True),
     CheckConstraint("status IN ('running', 'completed', 'failed')", name="status_known"),
     Index(None, "started_at"),
 )

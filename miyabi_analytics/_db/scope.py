@@ -20,11 +20,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import Boolean, Connection, Engine, String, bindparam, event, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
+from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._validate import as_uuid
 from miyabi_analytics.errors import SchemaError, ValidationError
@@ -43,6 +46,8 @@ __all__ = [
 SCOPE_SETTING: Final = "miyabi.repository_ids"
 _CHECKED: Final = "miyabi_scope_checked"
 _RLS_SQLSTATE: Final = "42501"  # insufficient_privilege, also raised by a failed policy check
+_UNIQUE_SQLSTATE: Final = "23505"  # unique_violation
+_EXECUTIONS_PK: Final = executions.primary_key.name
 
 # One round trip per new pool connection: a scope the server would silently not apply
 # (a role that bypasses RLS, a database not migrated to it yet) is refused instead.
@@ -178,17 +183,97 @@ def out_of_scope(
     )
 
 
+def _is_duplicate_execution_id(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is ``agent_executions``' primary key refusing an id already stored."""
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    return (
+        getattr(orig, "sqlstate", None) == _UNIQUE_SQLSTATE
+        and getattr(diag, "constraint_name", None) == _EXECUTIONS_PK
+    )
+
+
+@contextmanager
+def _rolled_back(bind: Engine | Connection) -> Iterator[Connection]:
+    """A transaction on ``bind`` (a savepoint inside the caller's), always rolled back."""
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            transaction = conn.begin()
+            try:
+                yield conn
+            finally:
+                transaction.rollback()
+        return
+    nested = bind.begin_nested() if bind.in_transaction() else bind.begin()
+    try:
+        yield bind
+    finally:
+        nested.rollback()
+
+
+def _stored_out_of_scope(
+    bind: Engine | Connection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """The pairs whose execution id is stored in a row the scope of ``bind`` hides.
+
+    PostgreSQL leaves the key out of a duplicate-key error on a table under row-level security,
+    so the ids are tried again: placeholder rows with them, ``ON CONFLICT DO NOTHING`` (which a
+    hidden row still conflicts with, without a policy error), in a transaction that is rolled
+    back. Every pair's repository must be inside the scope (the policy checks the placeholders).
+    """
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": execution_id,
+            "repository_id": repository_id,
+            "agent_type": "",
+            "status": "pending",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for execution_id, repository_id in dict(pairs).items()
+    ]
+    probe = pg_insert(executions).on_conflict_do_nothing(index_elements=[executions.c.id])
+    with _rolled_back(bind) as conn:
+        inserted = set(conn.execute(probe.returning(executions.c.id), rows).scalars())
+        taken = [row["id"] for row in rows if row["id"] not in inserted]
+        if not taken:
+            return []
+        visible = set(
+            conn.execute(select(executions.c.id).where(executions.c.id.in_(taken))).scalars()
+        )
+    hidden = set(taken) - visible
+    return [pair for pair in pairs if pair[0] in hidden]
+
+
 @contextmanager
 def scope_errors(
     bind: Engine | Connection, records: Iterable[tuple[uuid.UUID, uuid.UUID]]
 ) -> Iterator[None]:
     """Turn a write refused by row-level security into :func:`out_of_scope`'s ValidationError.
 
+    Two refusals are translated: a policy check failing (a repository outside the scope), and,
+    on a scoped engine, the primary key of ``agent_executions`` refusing an id stored in a
+    repository outside the scope (a bulk insert cannot see that row, so it tries to insert it).
+    A duplicate id the scope can see was inserted by a concurrent writer: re-raised as it is,
+    for the caller to retry. ``records`` is read only when a write failed.
+
     Enter it outside the write's transaction, so that is rolled back before the scope is read.
     """
     try:
         yield
     except DBAPIError as exc:
-        if not is_row_security_violation(exc):
+        if is_row_security_violation(exc):
+            raise out_of_scope(bind, records) from exc
+        if bind.dialect.name != "postgresql" or not _is_duplicate_execution_id(exc):
             raise
-        raise out_of_scope(bind, records) from exc
+        scope = parse_scope(session_scope(bind))
+        if scope is None:
+            raise  # unscoped: every row is visible, so this is a concurrent writer's id
+        pairs = list(records)
+        if any(repository_id not in scope for _, repository_id in pairs):
+            raise out_of_scope(bind, pairs) from exc  # names that repository
+        hidden = _stored_out_of_scope(bind, pairs)
+        if not hidden:
+            raise
+        raise out_of_scope(bind, hidden) from exc

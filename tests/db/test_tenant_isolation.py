@@ -1,4 +1,4 @@
-"""Tenant isolation: row-level security keyed to the repository (revision 0003).
+"""Tenant isolation: row-level security keyed to the repository (revisions 0003 and 0005).
 
 PostgreSQL only (superusers bypass row-level security, so every scoped engine here connects as a
 fresh non-superuser role made for the test and dropped after it). SQLite has no row-level
@@ -7,7 +7,7 @@ security: ``connect(repository_ids=...)`` refuses it there, which the last tests
 
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,13 +16,18 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import URL, Engine, make_url, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import URL, Engine, event, insert, inspect, make_url, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import miyabi_analytics as ma
+import miyabi_analytics.store as store_module
+from miyabi_analytics._db.bulk import existing_rows
+from miyabi_analytics._db.schema import report_runs
+from miyabi_analytics.report_runs import ReportRunStatus, finish_run, start_run
 
 PG_ONLY = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 TABLES = ("agent_executions", "business_agent_analytics", "agent_execution_logs")
+RUNS = "report_runs"  # under the scope since revision 0005
 VIEW = "v_business_agent_summary"
 T0 = datetime(2026, 5, 4, 9, 0, 0, 123456, tzinfo=UTC)
 AGENTS = (ma.MarketResearchAgent(), ma.SalesAgent(), ma.JonathanIveDesignAgent())
@@ -51,7 +56,7 @@ def _create_role(owner: Engine) -> tuple[str, str]:
     password = secrets.token_hex(16)
     assert role.replace("_", "").isalnum()  # both safe to splice into DDL
     assert password.isalnum()
-    objects = ", ".join((*TABLES, VIEW))
+    objects = ", ".join((*TABLES, RUNS, VIEW))
     with owner.begin() as conn:
         conn.execute(text(f'CREATE ROLE "{role}" LOGIN PASSWORD \'{password}\''))
         conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
@@ -127,6 +132,15 @@ def raw_counts(engine: Engine) -> dict[str, int]:
         return {
             name: conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()  # noqa: S608
             for name in (*TABLES, VIEW)
+        }
+
+
+def raw_rows(engine: Engine) -> dict[str, Sequence[Any]]:
+    """Every row of the tables, in a fixed order (a superuser's engine sees them all)."""
+    with engine.connect() as conn:
+        return {
+            name: conn.execute(text(f"SELECT * FROM {name} ORDER BY id")).all()  # noqa: S608
+            for name in TABLES
         }
 
 
@@ -335,6 +349,89 @@ def test_scoped_writer_cannot_move_or_take_over_rows(tenancy: Tenancy) -> None:
 
 
 @PG_ONLY
+def test_bulk_save_cannot_take_over_another_tenants_id(tenancy: Tenancy) -> None:
+    """The bulk path cannot see the foreign row, so it inserts; the primary key refuses that."""
+    b_ids = seed(tenancy.owner, tenancy.repo_b, "bravo")
+    writer = tenancy.scoped(tenancy.repo_a)
+    store = ma.ExecutionStore(tenancy.owner)
+    agent = ma.MarketResearchAgent()
+    victim = store.get_execution(b_ids[2])  # a pending MarketResearchAgent run of repo_b
+    hijack = victim.evolve(repository_id=tenancy.repo_a, status="failed", error_message="x")
+    counts, rows = raw_counts(tenancy.owner), raw_rows(tenancy.owner)
+
+    def refused(batch: list[ma.AgentExecutionResult], **options: Any) -> ma.ValidationError:
+        with pytest.raises(ma.ValidationError) as info:
+            ma.ExecutionStore(writer).save_executions(batch, **options)
+        assert info.value.field == "repository_id"
+        assert info.value.value == tenancy.repo_a  # the record's (relabelled) repository
+        assert str(victim.id) in str(info.value)  # the id that is taken
+        assert str(tenancy.repo_a) in str(info.value)  # the scope it was held to
+        assert raw_counts(tenancy.owner) == counts
+        assert raw_rows(tenancy.owner) == rows  # the database exactly as it was
+        return info.value
+
+    refused([hijack])
+    # new records of its own around the hijack: the whole batch is refused, none stored
+    own = [agent.builder(tenancy.repo_a).build() for _ in range(4)]
+    refused([*own[:2], hijack, *own[2:]])
+    refused([hijack, *own])
+    refused([*own, hijack.evolve(status="running", error_message=None), hijack])
+    assert ma.read_summary(writer).empty
+    assert store.get_execution(victim.id) == victim
+
+    # its own stored records (the guarded path: looked up, then updated) with the hijack
+    assert ma.ExecutionStore(writer).save_executions(own) == 4
+    counts, rows = raw_counts(tenancy.owner), raw_rows(tenancy.owner)
+    refused([*(r.evolve(status="running") for r in own), hijack])
+    refused([hijack], batch_size=1)
+    assert store.get_execution(victim.id) == victim
+    assert {store.get_execution(r.id).status for r in own} == {ma.ExecutionStatus.PENDING}
+
+    # on the caller's connection: refused the same way, and the caller's transaction goes on
+    with writer.connect() as conn, conn.begin():
+        with pytest.raises(ma.ValidationError) as info:
+            ma.ExecutionStore(conn).save_executions([hijack, own[0].evolve(status="running")])
+        assert info.value.field == "repository_id"
+        assert str(victim.id) in str(info.value)
+        assert ma.ExecutionStore(conn).save_executions([own[1].evolve(status="running")]) == 1
+    assert raw_rows(tenancy.owner)["agent_executions"] != rows["agent_executions"]
+    assert store.get_execution(own[1].id).status == ma.ExecutionStatus.RUNNING
+    assert store.get_execution(own[0].id).status == ma.ExecutionStatus.PENDING
+    assert store.get_execution(victim.id) == victim
+
+
+@PG_ONLY
+@pytest.mark.parametrize("scoped", [True, False], ids=["scoped", "unscoped"])
+def test_bulk_save_retries_a_duplicate_of_its_own_scope(
+    tenancy: Tenancy, monkeypatch: pytest.MonkeyPatch, scoped: bool
+) -> None:
+    """Two writers of one scope inserting the same new id: the loser is retried, not refused."""
+    writer = tenancy.scoped(tenancy.repo_a) if scoped else tenancy.owner
+    agent = ma.SalesAgent()
+    record = agent.builder(tenancy.repo_a).status("running").start_now().build()
+    agent.save_execution(writer, record)  # the other writer, committed first
+    lookups: list[int] = []
+
+    def late_lookup(*args: Any) -> Any:
+        lookups.append(len(args[2]))
+        # the first lookup ran before the other writer's commit: it found nothing
+        return {} if len(lookups) == 1 else existing_rows(*args)
+
+    monkeypatch.setattr(store_module, "existing_rows", late_lookup)
+    done = record.evolve(status="completed", completed_at=record.started_at)
+    assert ma.ExecutionStore(writer).save_executions([done]) == 1
+    assert lookups == [1, 1]  # the duplicate key was retried, and the retry updated the row
+    stored = ma.ExecutionStore(tenancy.owner).get_execution(record.id)
+    assert stored.status == ma.ExecutionStatus.COMPLETED
+    assert stored.completed_at == done.completed_at
+
+    # a visible duplicate is never taken for another tenant's id, even when retries run out
+    monkeypatch.setattr(store_module, "existing_rows", lambda *args: {})
+    with pytest.raises(IntegrityError, match="pk_agent_executions"):
+        ma.ExecutionStore(writer).save_executions([done])
+
+
+@PG_ONLY
 def test_scoped_writer_writes_its_own_repository(tenancy: Tenancy) -> None:
     writer = tenancy.scoped(tenancy.repo_a)
     agent = ma.CRMAgent()
@@ -388,6 +485,153 @@ def test_readme_notebook_role(tenancy: Tenancy) -> None:
         _drop_role(tenancy.owner, role)
 
 
+# -- report runs (revision 0005) ---------------------------------------------------------------
+
+
+def _run_ids(engine: Engine) -> set[str]:
+    return set(ma.read_report_runs(engine)["id"])
+
+
+def _start(engine: Engine, title: str) -> str:
+    return str(start_run(engine, parameters={"title": title}, since=T0, until=T0 + timedelta(1)))
+
+
+@PG_ONLY
+def test_report_runs_follow_the_scope(tenancy: Tenancy) -> None:
+    a = tenancy.scoped(tenancy.repo_a)
+    b = tenancy.scoped(tenancy.repo_b)
+    both = tenancy.scoped(tenancy.repo_b, tenancy.repo_a)
+    run_a = _start(a, "a")
+    run_owner = _start(tenancy.owner, "owner")
+    run_both = _start(both, "both")
+
+    assert _run_ids(tenancy.owner) == {run_a, run_owner, run_both}
+    assert _run_ids(a) == {run_a}
+    assert _run_ids(b) == set()
+    assert _run_ids(both) == {run_a, run_both}  # runs of any part of its scope
+    with tenancy.owner.connect() as conn:
+        scopes = dict(conn.execute(select(report_runs.c.id, report_runs.c.repository_scope)).all())
+    assert {str(k): v for k, v in scopes.items()} == {
+        run_a: str(tenancy.repo_a),
+        run_owner: None,  # unscoped: only unscoped sessions see it
+        run_both: ",".join(sorted(str(r) for r in (tenancy.repo_a, tenancy.repo_b))),
+    }
+
+    # finishing a run the scope cannot see matches no row: nothing changes
+    before = ma.read_report_runs(tenancy.owner)
+    finish_run(b, uuid.UUID(run_a), ReportRunStatus.FAILED, error="not yours")
+    finish_run(a, uuid.UUID(run_owner), ReportRunStatus.FAILED, error="not yours")
+    finish_run(a, uuid.UUID(run_both), ReportRunStatus.FAILED, error="not all yours")
+    pd.testing.assert_frame_equal(ma.read_report_runs(tenancy.owner), before)
+    # its own run it finishes as before
+    finish_run(a, uuid.UUID(run_a), ReportRunStatus.COMPLETED, output_path="/tmp/a.html")
+    runs = ma.read_report_runs(tenancy.owner).set_index("id")
+    assert runs.loc[run_a, "status"] == "completed"
+    assert runs.loc[run_a, "output_path"] == "/tmp/a.html"
+    assert runs.loc[[run_owner, run_both], "status"].tolist() == ["running", "running"]
+    finish_run(tenancy.owner, uuid.UUID(run_both), ReportRunStatus.FAILED, error="boom")
+    assert ma.read_report_runs(both).set_index("id").loc[run_both, "error"] == "boom"
+
+
+@PG_ONLY
+def test_report_runs_cannot_be_written_outside_the_scope(tenancy: Tenancy) -> None:
+    a = tenancy.scoped(tenancy.repo_a)
+    run_a = _start(a, "a")
+    now = datetime.now(UTC)
+    row = {"parameters": {}, "since": now, "until": now, "started_at": now, "status": "running"}
+    for label in (str(tenancy.repo_b), f"{tenancy.repo_a},{tenancy.repo_b}", "", None):
+        with pytest.raises(DBAPIError, match="row-level security"), a.begin() as conn:
+            conn.execute(insert(report_runs).values(id=uuid.uuid4(), repository_scope=label, **row))
+        with pytest.raises(DBAPIError, match="row-level security"), a.begin() as conn:
+            conn.execute(
+                update(report_runs)
+                .where(report_runs.c.id == uuid.UUID(run_a))
+                .values(repository_scope=label)
+            )
+    assert _run_ids(tenancy.owner) == {run_a}
+    assert _run_ids(a) == {run_a}
+
+
+@PG_ONLY
+def test_report_runs_scope_migration_down_and_up(dialect: str, empty_url: URL) -> None:
+    repo = uuid.uuid4()
+    engine = ma.connect(empty_url)
+
+    @event.listens_for(engine, "connect")
+    def _scoped_session(dbapi_connection: Any, record: Any) -> None:
+        # a migration run from a session with a scope: rows stored before keep NULL anyway
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('miyabi.repository_ids', %s, false)", [str(repo)])
+        dbapi_connection.commit()
+
+    def state() -> tuple[list[str], tuple[Any, ...], list[str]]:
+        with engine.connect() as conn:
+            columns = [c["name"] for c in inspect(conn).get_columns(RUNS)]
+            flags = conn.execute(
+                text(
+                    "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                    "WHERE relname = 'report_runs'"
+                )
+            ).one()
+            policies = conn.execute(
+                text("SELECT policyname FROM pg_policies WHERE tablename = 'report_runs'")
+            ).scalars().all()
+        return columns, tuple(flags), list(policies)
+
+    try:
+        ma.migrate(engine, "0004_heartbeat")
+        old_run = _start(engine, "old")
+        before = state()
+        assert "repository_scope" not in before[0]
+        assert before[1:] == ((False, False), [])
+        for _ in range(2):
+            ma.migrate(engine)
+            columns, flags, policies = state()
+            assert columns == [*before[0], "repository_scope"]
+            assert flags == (True, True)
+            assert policies == ["miyabi_repository_scope"]
+            with engine.begin() as conn:
+                scopes = dict(
+                    conn.execute(select(report_runs.c.id, report_runs.c.repository_scope)).all()
+                )
+            new_run = _start(engine, "new")  # this session's scope, by the column's default
+            with engine.begin() as conn:
+                stored = conn.execute(
+                    select(report_runs.c.repository_scope).where(
+                        report_runs.c.id == uuid.UUID(new_run)
+                    )
+                ).scalar_one()
+                conn.execute(report_runs.delete().where(report_runs.c.id == uuid.UUID(new_run)))
+            assert {str(k): v for k, v in scopes.items()} == {old_run: None}
+            assert stored == str(repo)
+            ma.downgrade(engine, "0004_heartbeat")
+            assert state() == before
+            assert _run_ids(engine) == {old_run}
+    finally:
+        engine.dispose()
+
+
+def test_report_runs_on_sqlite(tmp_path: Path) -> None:
+    """SQLite: only the column, always NULL; starting and finishing runs work as before."""
+    engine = ma.connect(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        ma.migrate(engine)
+        assert "repository_scope" in [c["name"] for c in inspect(engine).get_columns(RUNS)]
+        run_id = start_run(engine, parameters={"title": "t"}, since=T0, until=T0 + timedelta(1))
+        finish_run(engine, run_id, ReportRunStatus.COMPLETED, output_path="out.html")
+        runs = ma.read_report_runs(engine)
+        assert runs["status"].tolist() == ["completed"]
+        assert "repository_scope" not in runs.columns
+        with engine.connect() as conn:
+            assert conn.execute(select(report_runs.c.repository_scope)).scalar_one() is None
+        ma.downgrade(engine, "0004_heartbeat")
+        assert "repository_scope" not in [c["name"] for c in inspect(engine).get_columns(RUNS)]
+        assert len(ma.read_report_runs(engine)) == 1
+        ma.migrate(engine)
+    finally:
+        engine.dispose()
+
+
 # -- scopes the server would not apply are refused ---------------------------------------------
 
 
@@ -423,7 +667,7 @@ def _rls_state(engine: Engine) -> dict[str, Any]:
             text(
                 "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
                 "WHERE relname IN ('agent_executions', 'business_agent_analytics', "
-                "'agent_execution_logs')"
+                "'agent_execution_logs', 'report_runs')"
             )
         ).all()
         tables = {name: (enabled, forced) for name, enabled, forced in rows}
@@ -445,15 +689,15 @@ def test_rls_migration_down_and_up(dialect: str, empty_url: URL) -> None:
     try:
         ma.migrate(engine, "0002_report_runs")
         before = _rls_state(engine)
-        assert before["tables"] == dict.fromkeys(TABLES, (False, False))
+        assert before["tables"] == dict.fromkeys((*TABLES, RUNS), (False, False))
         assert before["policies"] == []
         assert before["options"] is None
 
         for _ in range(2):
             ma.migrate(engine)
             after = _rls_state(engine)
-            assert after["tables"] == dict.fromkeys(TABLES, (True, True))
-            assert sorted(t for t, _ in after["policies"]) == sorted(TABLES)
+            assert after["tables"] == dict.fromkeys((*TABLES, RUNS), (True, True))
+            assert sorted(t for t, _ in after["policies"]) == sorted((*TABLES, RUNS))
             assert after["options"] == ["security_invoker=true"]
             assert after["view"] == before["view"]  # the same view, only the option added
 
