@@ -333,29 +333,42 @@ _SECONDS: Final = DurationSeconds(executions.c.started_at, executions.c.complete
 _TIMED: Final = executions.c.started_at.is_not(None) & executions.c.completed_at.is_not(None)
 
 
-def _pg_durations(by: tuple[str, ...], filters: SummaryFilters) -> Select[Any]:
-    seconds = _SECONDS
-    return _grouped(
-        by,
-        None,
-        [
-            func.count().label("executions"),
-            cast(func.avg(seconds), Float).label("mean_seconds"),
-            func.percentile_cont(0.5).within_group(seconds).label("p50_seconds"),
-            func.percentile_cont(0.95).within_group(seconds).label("p95_seconds"),
-            func.max(seconds).label("max_seconds"),
-        ],
-        filters,
-        _TIMED,
+def _timed(by: tuple[str, ...], filters: SummaryFilters) -> Any:
+    """``(<by>, seconds)`` of the filtered rows with both timestamps, as a fenced subquery.
+
+    ``OFFSET 0`` keeps PostgreSQL from pulling it up: the duration is then computed once per
+    row (not once per aggregate), and the scan is planned apart from the grouping, so it is a
+    sequential scan and a sort rather than a walk of the agent_type index in random heap
+    order (2.1 s against 0.7 s on 1M executions). SQLite ignores it.
+    """
+    return (
+        filters.apply(
+            select(*(_KEY_EXPRESSIONS[name].label(name) for name in by), _SECONDS.label("seconds"))
+            .where(_TIMED),
+            executions.c,
+        )
+        .offset(0)
+        .subquery("timed")
     )
 
 
+def _pg_durations(by: tuple[str, ...], filters: SummaryFilters) -> Select[Any]:
+    timed = _timed(by, filters)
+    seconds = timed.c.seconds
+    keys = [timed.c[name] for name in by]
+    stmt = select(
+        *keys,
+        func.count().label("executions"),
+        cast(func.avg(seconds), Float).label("mean_seconds"),
+        func.percentile_cont(0.5).within_group(seconds).label("p50_seconds"),
+        func.percentile_cont(0.95).within_group(seconds).label("p95_seconds"),
+        func.max(seconds).label("max_seconds"),
+    )
+    return stmt.group_by(*keys) if keys else stmt.having(func.count() > 0)
+
+
 def _window_durations(by: tuple[str, ...], filters: SummaryFilters) -> Select[Any]:
-    timed = filters.apply(
-        select(*(_KEY_EXPRESSIONS[name].label(name) for name in by), _SECONDS.label("seconds"))
-        .where(_TIMED),
-        executions.c,
-    ).subquery("timed")  # the duration is computed once per row, then ranked
+    timed = _timed(by, filters)  # the duration is computed once per row, then ranked
     partition = [timed.c[name] for name in by] or None
     ranked = select(
         *(timed.c[name] for name in by),

@@ -705,3 +705,60 @@ def test_bad_filters(engine, name):
     with pytest.raises(ma.ValidationError) as info:
         AGGREGATES[name](engine, since=datetime(2024, 1, 1))  # noqa: DTZ001 (naive on purpose)
     assert info.value.field == "since"
+
+
+def test_durations_are_correctly_rounded_on_both_sides_of_a_day(engine):
+    """Each duration is the double nearest to its exact microseconds, under a day and over.
+
+    PostgreSQL takes a cheaper path for spans under a day than for longer ones; both must give
+    the correctly rounded value (what ``float(Fraction(micros, 10**6))`` is).
+    """
+    start = datetime(2024, 3, 9, 17, 3, 5, 123457, tzinfo=UTC)
+    micros = [
+        1,
+        999_999,
+        86_399_999_999,  # the last microsecond under a day
+        86_400_000_000,  # exactly a day
+        86_400_000_001,
+        2 * 86_400_000_000 + 123_456_789,
+        40 * 86_400_000_000 + 86_399_999_999,
+        3_333_333_333,
+    ]
+    agents = [ma.agent_for(name) for name in ma.AGENT_TYPES[: len(micros)]]
+    ma.ExecutionStore(engine).save_executions(
+        agent.builder(REPOS[0]).status("completed").started_at(start)
+        .completed_at(start + timedelta(microseconds=m)).build()
+        for agent, m in zip(agents, micros, strict=True)
+    )
+    frame = ma.duration_stats(engine, by="agent_type")
+    got = dict(zip(frame["agent_type"].astype(str), frame["max_seconds"], strict=True))
+    for agent, m in zip(agents, micros, strict=True):
+        assert got[agent.agent_type] == float(Fraction(m, 10**6)), (agent.agent_type, m)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(("freq", "buckets"), [("D", 30), ("W", 5), ("M", 1)])
+def test_planner_knows_how_many_buckets_there_are(engine, freq, buckets):
+    """Revision 0006's statistics match the SQL UtcBucket compiles to, so the planner uses them.
+
+    Without them PostgreSQL assumes 200 distinct values of the expression (and, on 1M rows,
+    hundreds of thousands of groups), and sorts instead of hashing.
+    """
+    from sqlalchemy import text
+
+    from miyabi_analytics._db.buckets import UtcBucket
+
+    agent = ma.SalesAgent()
+    start = datetime(2024, 6, 1, tzinfo=UTC)  # a Saturday: June touches 5 ISO weeks
+    ma.ExecutionStore(engine).save_executions(
+        agent.builder(REPOS[0]).started_at(start + timedelta(hours=i * 720 / 3000)).build()
+        for i in range(3000)
+    )
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE agent_executions"))
+        bucket = UtcBucket(executions.c.started_at, freq)
+        stmt = select(bucket).group_by(bucket)
+        sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+        plan = conn.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
+    estimate = plan[0]["Plan"]["Plan Rows"]
+    assert buckets <= estimate <= 2 * buckets, (freq, estimate)
