@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from miyabi_analytics._db.types import LONG_INTEGER_PATTERN, json_loads
 from miyabi_analytics.agents import AGENT_CATEGORIES, AGENT_TYPES
 from miyabi_analytics.metrics import LOG_LEVELS
 from miyabi_analytics.records import ExecutionStatus
@@ -24,8 +25,11 @@ __all__ = [
     "LOG_DTYPES",
     "SUMMARY_DTYPES",
     "arrow_schema",
+    "convert_piece",
     "empty_frame",
     "from_arrow",
+    "is_converted",
+    "join_pieces",
     "json_values",
     "to_frame",
 ]
@@ -119,17 +123,48 @@ def arrow_schema(spec: Mapping[str, Any]) -> pa.Schema:
     return pa.schema([pa.field(name, _arrow_type(dtype)) for name, dtype in spec.items()])
 
 
-def _categorical(column: pa.ChunkedArray, dtype: pd.CategoricalDtype) -> pd.Categorical:
-    values = pa.array([str(c) for c in dtype.categories], pa.string())
-    codes = pc.fill_null(pc.index_in(column, value_set=values), -1)
-    return pd.Categorical.from_codes(codes.to_numpy().astype("int8"), dtype=dtype)
+def is_converted(dtype: Any) -> bool:
+    """Whether a spec's column is converted by hand (categories, JSON) rather than by Arrow."""
+    return isinstance(dtype, pd.CategoricalDtype) or dtype is object
+
+
+def convert_piece(column: pa.ChunkedArray | pa.Array, dtype: Any) -> Any:
+    """One batch of a hand-converted column: category codes (``int8``) or parsed JSON.
+
+    Done batch by batch as the rows arrive, so the work overlaps the fetch of the next batch
+    and the JSON text can be dropped at once; :func:`join_pieces` makes the column.
+    """
+    if isinstance(dtype, pd.CategoricalDtype):
+        values = pa.array([str(c) for c in dtype.categories], pa.string())
+        codes = pc.fill_null(pc.index_in(column, value_set=values), -1)
+        return codes.to_numpy().astype("int8")
+    return json_values(column)
+
+
+def join_pieces(pieces: Sequence[Any], dtype: Any, order: Any = None) -> Any:
+    """The column made of :func:`convert_piece`'s pieces, rows taken in ``order`` if given."""
+    categorical = isinstance(dtype, pd.CategoricalDtype)
+    empty = np.empty(0, dtype="int8" if categorical else object)
+    values = np.concatenate(pieces) if pieces else empty
+    if order is not None:
+        values = values[order]
+    return pd.Categorical.from_codes(values, dtype=dtype) if categorical else values
 
 
 def json_values(column: pa.ChunkedArray | pa.Array) -> Any:
-    """JSON text as an object array of parsed documents (``None`` stays ``None``)."""
-    # orjson parses the million small documents of a large read several times faster than json.
-    out = np.empty(len(column), dtype=object)
-    out[:] = [None if text is None else orjson.loads(text) for text in column.to_pylist()]
+    """JSON text as an object array of parsed documents (``None`` stays ``None``).
+
+    Parsed as the engines' ``json_loads`` would, integers beyond 64 bits as floats; orjson
+    (several times faster on a million small documents) for all but the few documents whose
+    text has such a long run of digits, found by one vectorised regex.
+    """
+    texts = column.to_pylist()
+    out = np.empty(len(texts), dtype=object)
+    out[:] = [None if text is None else orjson.loads(text) for text in texts]
+    if len(texts):
+        long_digits = pc.fill_null(pc.match_substring_regex(column, LONG_INTEGER_PATTERN), False)
+        for index in np.flatnonzero(long_digits.to_numpy(zero_copy_only=False)):
+            out[index] = json_loads(texts[index])
     return out
 
 
@@ -143,29 +178,21 @@ _TYPES_MAPPER: Final[Mapping[pa.DataType, Any]] = {
 def from_arrow(
     table: pa.Table,
     spec: Mapping[str, Any],
-    parsed: Mapping[str, Any] | None = None,
+    converted: Mapping[str, Any] | None = None,
     *,
     consume: bool = False,
 ) -> pd.DataFrame:
     """An Arrow table of :func:`arrow_schema` as a DataFrame of exactly ``spec``'s dtypes.
 
-    ``parsed`` may hold JSON columns already parsed (object arrays in the table's row order).
-    ``consume=True`` lets the conversion free the table's buffers as it goes (the caller must
-    hold no other reference to them).
+    ``converted`` may hold hand-converted columns already made (:func:`join_pieces`, in the
+    table's row order); the table need not have them. ``consume=True`` lets the conversion free
+    the table's buffers as it goes (the caller must hold no other reference to them).
     """
-    special = {
-        name: dtype
-        for name, dtype in spec.items()
-        if isinstance(dtype, pd.CategoricalDtype) or dtype is object
-    }
-    converted: dict[str, Any] = {}
+    special = {name: dtype for name, dtype in spec.items() if is_converted(dtype)}
+    made = dict(converted or {})
     for name, dtype in special.items():
-        if parsed is not None and name in parsed:
-            converted[name] = parsed[name]
-        elif isinstance(dtype, pd.CategoricalDtype):
-            converted[name] = _categorical(table.column(name), dtype)
-        else:
-            converted[name] = json_values(table.column(name))
+        if name not in made:
+            made[name] = join_pieces([convert_piece(table.column(name), dtype)], dtype)
     present = [name for name in special if name in table.column_names]
     if present:
         table = table.drop_columns(present)
@@ -173,7 +200,7 @@ def from_arrow(
         types_mapper=_TYPES_MAPPER.get, split_blocks=True, self_destruct=consume
     )
     del table
-    for name, values in converted.items():
+    for name, values in made.items():
         frame[name] = values
     frame = frame[list(spec)]
     frame.index = pd.RangeIndex(len(frame))

@@ -80,14 +80,14 @@ def _rate(field: str, value: object, spec: _RateColumn) -> float:
     real = float(value)
     if not math.isfinite(real):
         raise ValidationError(field, value, "NaN and Infinity cannot be stored")
+    bounds = f"must be between -{spec.bound} and {spec.bound} (numeric({spec.precision},2))"
+    out_of_range = ValidationError(field, value, bounds)
+    if abs(real) > spec.bound + 1:  # also keeps quantize within the decimal context's digits
+        raise out_of_range
     # Round half away from zero to cents, as PostgreSQL's numeric does, so both databases agree.
     cents = Decimal(repr(real)).quantize(_CENT, rounding=ROUND_HALF_UP)
     if abs(cents) > spec.bound:
-        raise ValidationError(
-            field,
-            value,
-            f"must be between -{spec.bound} and {spec.bound} (numeric({spec.precision},2))",
-        )
+        raise out_of_range
     return float(cents)
 
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, Select, select
 
-from miyabi_analytics._db.fastread import DEFAULT_CHUNK, record_batches, select_for_arrow
+from miyabi_analytics._db.fastread import (
+    DEFAULT_CHUNK,
+    UUID_BYTES,
+    record_batches,
+    select_for_arrow,
+    uuid_text,
+)
 from miyabi_analytics._db.schema import logs
 from miyabi_analytics._db.tx import begin
+from miyabi_analytics._db.types import UuidText
 from miyabi_analytics._db.views import summary
 from miyabi_analytics._validate import INT32_MAX, as_int, as_time_bound, as_uuid
 from miyabi_analytics.errors import ValidationError
@@ -26,8 +33,10 @@ from miyabi_analytics.frames import (
     LOG_DTYPES,
     SUMMARY_DTYPES,
     arrow_schema,
+    convert_piece,
     from_arrow,
-    json_values,
+    is_converted,
+    join_pieces,
     to_frame,
 )
 from miyabi_analytics.metrics import check_log_level
@@ -81,18 +90,108 @@ def _summary_select(
     )
 
 
-def _batches(
+def _ordered_batches(
     bind: Engine | Connection,
-    chunksize: int,
-    columns: Sequence[str] | None,
+    spec: Mapping[str, Any],
     filter_args: Mapping[str, Any],
-) -> tuple[dict[str, Any], pa.Schema, Iterator[pa.RecordBatch]]:
+    chunksize: int,
+) -> Iterator[pa.RecordBatch]:
+    """``spec``'s columns in read_summary's order, sorted by the database, in ``chunksize``s.
+
+    For the streaming readers (:func:`iter_summary`, :func:`export_summary`), which cannot sort
+    what they have not seen yet.
+    """
     filters = SummaryFilters.build(**filter_args)
-    spec = summary_columns(columns)
+    stmt = _summary_select(bind.dialect.name, spec, filters, arrow=True)
+    return record_batches(bind, stmt, arrow_schema(spec), chunksize)
+
+
+_ORDER_KEYS: Final = ("started_at", "created_at", "id")
+
+
+def _wire_schema(dialect_name: str, spec: Mapping[str, Any]) -> pa.Schema:
+    """:func:`arrow_schema`, with uuids as their 16 bytes on PostgreSQL (see select_for_arrow)."""
     schema = arrow_schema(spec)
-    dialect_name = bind.dialect.name
-    stmt = _summary_select(dialect_name, spec, filters, arrow=True)
-    return spec, schema, record_batches(bind, stmt, schema, chunksize)
+    if dialect_name != "postgresql":
+        return schema
+    return pa.schema([
+        pa.field(f.name, UUID_BYTES) if isinstance(summary.c[f.name].type, UuidText) else f
+        for f in schema
+    ])
+
+
+def _read_sorted(
+    bind: Engine | Connection,
+    spec: Mapping[str, Any],
+    filter_args: Mapping[str, Any],
+    *,
+    convert: bool,
+) -> tuple[pa.Table, dict[str, Any]]:
+    """The whole read in read_summary's order: Arrow columns, and (``convert``) the others made.
+
+    The rows come unordered; categories become codes batch by batch as they arrive. Then the
+    rows are sorted client-side: with uuids as 16 bytes and categories as codes, reordering
+    the columns is cheap, where the server's sort of a million wide rows spills to disk and
+    costs more (measured). JSON documents are parsed after the fetch, while the columns are
+    reordered: during the fetch both cores are busy (the server and the driver).
+    """
+    filters = SummaryFilters.build(**filter_args)
+    fetch = dict(spec) | {k: SUMMARY_DTYPES[k] for k in _ORDER_KEYS if k not in spec}
+    wire = _wire_schema(bind.dialect.name, fetch)
+    special = {n: d for n, d in spec.items() if is_converted(d)} if convert else {}
+    columns = {name: summary.c[name] for name in fetch}
+    outputs = select_for_arrow(bind.dialect.name, columns, {f.name: f.type for f in wire})
+    stmt = filters.apply(select(*outputs), summary.c)
+
+    pieces: dict[str, list[Any]] = {name: [] for name in special}
+    plain: list[pa.RecordBatch] = []
+    for batch in record_batches(bind, stmt, wire, None):
+        for name, dtype in special.items():
+            column = batch.column(name)
+            pieces[name].append(
+                convert_piece(column, dtype) if dtype is not object else pa.concat_arrays([column])
+            )
+        kept = batch.drop_columns(list(special)) if special else batch
+        # Copied out of the driver's memory, which is freed only with the whole batch (its
+        # JSON text and category names too): this way each column goes when it is reordered.
+        plain.append(pa.RecordBatch.from_arrays(
+            [pa.concat_arrays([column]) for column in kept.columns], schema=kept.schema
+        ))
+        del batch, kept
+    table = pa.Table.from_batches(plain, schema=pa.schema(f for f in wire if f.name not in special))
+    plain.clear()
+
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending", "at_end") for k in _ORDER_KEYS])
+    names = [name for name in spec if name not in special]
+    unsorted: list[pa.ChunkedArray | None] = [table.column(name) for name in names]
+    del table
+
+    def reorder(index: int) -> pa.Array:
+        column = unsorted[index]
+        assert column is not None
+        unsorted[index] = None  # the unsorted copy goes as its sorted one is made
+        sorted_column = column.combine_chunks().take(order)
+        del column
+        if sorted_column.type == UUID_BYTES:
+            sorted_column = uuid_text(sorted_column)
+        pa.default_memory_pool().release_unused()  # hand the unsorted copy back to the OS now
+        return sorted_column
+
+    # Arrow and numpy release the GIL here, so two threads reorder the columns while this one
+    # parses the JSON documents (which holds the GIL) and reorders them and the category codes.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="miyabi-reorder") as pool:
+        arrays = pool.map(reorder, range(len(names)))
+        for name, dtype in special.items():
+            if dtype is object:
+                texts = pieces[name]
+                pieces[name] = [convert_piece(texts.pop(0), dtype) for _ in range(len(texts))]
+        positions = order.to_numpy()
+        made = {
+            name: join_pieces(pieces.pop(name), dtype, positions)
+            for name, dtype in special.items()
+        }
+        schema = arrow_schema({name: spec[name] for name in names})
+        return pa.Table.from_arrays(list(arrays), schema=schema), made
 
 
 def read_summary(
@@ -111,6 +210,7 @@ def read_summary(
     Filters run in SQL: ``repository_id`` / ``user_id`` (one id or many), ``agent_types``,
     ``statuses``, ``since`` (inclusive) and ``until`` (exclusive) on ``started_at`` (rows never
     started drop out of a time filter; they come last otherwise). ``columns`` fetches only those.
+    Rows are ordered by ``started_at`` (never started last), then ``created_at``, then ``id``.
     Dtypes: uuids as strings, timestamps ``datetime64[us, UTC]``, ``agent_type``,
     ``agent_category`` and ``status`` categorical, nullable ``Int64``, numerics ``float64``,
     ``result`` as dicts; an empty result has the same columns and dtypes.
@@ -118,66 +218,11 @@ def read_summary(
     PostgreSQL is read through Arrow (ADBC); SQLite through raw rows turned into Arrow arrays.
     """
     spec = summary_columns(columns)
-    parsed: list[Any] = []
-    batches = []
-    for batch in _unordered_batches(bind, spec, {
+    table, made = _read_sorted(bind, spec, {
         "repository_id": repository_id, "user_id": user_id, "agent_types": agent_types,
         "statuses": statuses, "since": since, "until": until,
-    }):
-        if "result" in spec:  # parse while the next batch is still being fetched, and let
-            parsed.append(json_values(batch.column("result")))  # its text go at once
-            batch = batch.drop_columns(["result"])
-        batches.append(batch)
-    table, order = _sorted(batches, {k: v for k, v in spec.items() if k != "result"})
-    extra = {}
-    if "result" in spec:
-        joined = np.concatenate(parsed) if parsed else np.empty(0, dtype=object)
-        parsed.clear()
-        extra["result"] = joined[order]
-        del joined
-    return from_arrow(table, spec, extra, consume=True)
-
-
-_ORDER_KEYS: Final = ("started_at", "created_at", "id")
-
-
-def _unordered_batches(
-    bind: Engine | Connection, spec: Mapping[str, Any], filter_args: Mapping[str, Any]
-) -> Iterator[pa.RecordBatch]:
-    """Batches of ``spec``'s columns plus the sort keys, in whatever order the database likes.
-
-    The rows are sorted client-side in Arrow afterwards: cheaper than making the server sort a
-    million wide rows (it spills to disk with the default work_mem).
-    """
-    filters = SummaryFilters.build(**filter_args)
-    fetch = dict(spec) | {k: SUMMARY_DTYPES[k] for k in _ORDER_KEYS if k not in spec}
-    schema = arrow_schema(fetch)
-    columns = {name: summary.c[name] for name in fetch}
-    outputs = select_for_arrow(
-        bind.dialect.name, columns, {f.name: f.type for f in schema}
-    )
-    stmt = filters.apply(select(*outputs), summary.c)
-    return record_batches(bind, stmt, schema)
-
-
-def _sorted(batches: list[pa.RecordBatch], spec: Mapping[str, Any]) -> tuple[pa.Table, Any]:
-    """The rows in read_summary's order (start, never-started last; created_at; id).
-
-    Empties ``batches`` and reorders column by column, releasing each unsorted column as its
-    sorted copy is made, so the peak is the table plus one column, not two tables.
-    """
-    fetch = dict(spec) | {k: SUMMARY_DTYPES[k] for k in _ORDER_KEYS if k not in spec}
-    table = pa.Table.from_batches(batches, schema=arrow_schema(fetch))
-    batches.clear()
-    order = pc.sort_indices(
-        table, sort_keys=[(k, "ascending", "at_end") for k in _ORDER_KEYS]
-    ).to_numpy()
-    table = table.select(list(spec))
-    arrays = []
-    for _ in range(table.num_columns):
-        arrays.append(table.column(0).take(order).combine_chunks())
-        table = table.remove_column(0)
-    return pa.Table.from_arrays(arrays, schema=arrow_schema(spec)), order
+    }, convert=True)
+    return from_arrow(table, spec, made, consume=True)
 
 
 def read_summary_arrow(
@@ -193,11 +238,10 @@ def read_summary_arrow(
 ) -> pa.Table:
     """:func:`read_summary` as a ``pyarrow.Table`` (``result`` as JSON text, categories as text)."""
     spec = summary_columns(columns)
-    batches = list(_unordered_batches(bind, spec, {
+    return _read_sorted(bind, spec, {
         "repository_id": repository_id, "user_id": user_id, "agent_types": agent_types,
         "statuses": statuses, "since": since, "until": until,
-    }))
-    return _sorted(batches, spec)[0]
+    }, convert=False)[0]
 
 
 def iter_summary(
@@ -217,12 +261,12 @@ def iter_summary(
     Each chunk has the full dtypes; the rows come in the same order as from read_summary.
     """
     size = as_int("chunksize", chunksize, low=1, high=INT32_MAX)
-    spec, schema, batches = _batches(bind, size, columns, {
+    spec = summary_columns(columns)
+    for batch in _ordered_batches(bind, spec, {
         "repository_id": repository_id, "user_id": user_id, "agent_types": agent_types,
         "statuses": statuses, "since": since, "until": until,
-    })
-    for batch in batches:
-        yield from_arrow(pa.Table.from_batches([batch], schema=schema), spec)
+    }, size):
+        yield from_arrow(pa.Table.from_batches([batch]), spec)
 
 
 def export_summary(
@@ -244,10 +288,12 @@ def export_summary(
     """
     import pyarrow.parquet as pq
 
-    _, schema, batches = _batches(bind, DEFAULT_CHUNK, columns, {
+    spec = summary_columns(columns)
+    schema = arrow_schema(spec)
+    batches = _ordered_batches(bind, spec, {
         "repository_id": repository_id, "user_id": user_id, "agent_types": agent_types,
         "statuses": statuses, "since": since, "until": until,
-    })
+    }, DEFAULT_CHUNK)
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
     rows = 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, Table, select
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from miyabi_analytics._db import liveness
 from miyabi_analytics._db.bulk import encoder, existing_rows, insert_rows, update_rows
@@ -22,7 +23,12 @@ from miyabi_analytics._durations import as_duration, format_duration
 from miyabi_analytics._progress import progress_bar
 from miyabi_analytics._validate import INT32_MAX, as_aware, as_int, as_json, as_text, as_uuid
 from miyabi_analytics.agents import check_agent_type
-from miyabi_analytics.errors import InvalidStatusTransition, NotFound, ValidationError
+from miyabi_analytics.errors import (
+    InvalidStatusTransition,
+    MiyabiError,
+    NotFound,
+    ValidationError,
+)
 from miyabi_analytics.metrics import check_log_level, validate_metrics
 from miyabi_analytics.records import (
     AgentExecutionResult,
@@ -42,6 +48,29 @@ P = ParamSpec("P")
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def _storable(field: str, value: object, *, data_errors: bool = True) -> Iterator[None]:
+    """A value the serializer (with ``data_errors``: or the database) refuses: ValidationError.
+
+    Only a record changed in place after validation gets here (e.g. NaN put into its result
+    dict): the strict JSON serializer, a column type or the database refuses it, and the
+    transaction around it is rolled back, so nothing is kept. A bulk batch reports the
+    database's DataError this way too, as it cannot name the row; a single save leaves it as
+    it is, with the row in its message.
+    """
+    refused = (ValueError, DataError) if data_errors else (ValueError,)
+    try:
+        yield
+    except MiyabiError:
+        raise  # already says what is wrong (a ValidationError is a ValueError too)
+    except refused as exc:
+        raise ValidationError(field, value, f"a value cannot be stored: {exc}") from exc
+    except StatementError as exc:  # a bind processor's ValueError, wrapped by SQLAlchemy
+        if isinstance(exc, DBAPIError) or not isinstance(exc.orig, ValueError):
+            raise
+        raise ValidationError(field, value, f"a value cannot be stored: {exc.orig}") from exc
 
 
 def _row_of(record: AgentExecutionResult, now: datetime) -> dict[str, Any]:
@@ -164,6 +193,7 @@ class ExecutionStore:
         # becomes a ValidationError naming the repository, not a raw database error.
         with (
             scope_errors(self._bind, [(record.id, record.repository_id)]),
+            _storable("result", record.result, data_errors=False),
             begin(self._bind, write=True) as conn,
         ):
             stmt = upsert_execution(conn.dialect.name, row)
@@ -233,21 +263,24 @@ class ExecutionStore:
         now = _now()
         # Keyed by the uuid's int: UUID.__hash__ is Python code, a measurable cost per row here.
         merged: dict[int, AgentExecutionResult] = {}
+        firsts: dict[int, AgentExecutionResult] = {}  # of ids repeated in the batch
         for record in batch:
             key = record.id.int
             previous = merged.get(key)
             if previous is not None:
                 self._check_step(record, previous.status, previous.agent_type)
+                firsts.setdefault(key, previous)
             merged[key] = record
         # scope_errors: row-level security refusals -> ValidationError (see save_execution),
         # and so is an id stored outside the scope: its row is hidden, so it looks new here.
         with (
             scope_errors(self._bind, ((r.id, r.repository_id) for r in merged.values())),
+            _storable("results", f"batch of {len(batch)}"),
             begin(self._bind, write=True) as conn,
         ):
             encode = encoder(executions, conn.dialect.name)
             if conn.dialect.name == "postgresql" and self._insert_if_all_new(
-                conn, merged.values(), now, encode, len(batch)
+                conn, merged.values(), now, encode
             ):
                 return len(batch)
             found = existing_rows(
@@ -260,19 +293,14 @@ class ExecutionStore:
                 if current is None:
                     inserts.append(_execution_tuple(record, now))
                     continue
-                self._check_step(record, current.status, current.agent_type)
+                # The stored row moves to the batch's first record of the id, then on in order.
+                first = firsts.get(key, record)
+                self._check_step(first, current.status, current.agent_type)
                 updates.append(_execution_tuple(record, now))
-            try:
-                if inserts:
-                    insert_rows(conn, executions, map(encode, inserts))
-                if updates:
-                    update_rows(conn, executions, [encode(row) for row in updates], _UPDATABLE)
-            except (ValueError, DataError) as exc:
-                # Only a record changed in place after validation gets here (e.g. NaN put into
-                # its result dict): the serializer or the database refused it; nothing is kept.
-                raise ValidationError(
-                    "results", f"batch of {len(batch)}", f"a value cannot be stored: {exc}"
-                ) from exc
+            if inserts:
+                insert_rows(conn, executions, map(encode, inserts))
+            if updates:
+                update_rows(conn, executions, [encode(row) for row in updates], _UPDATABLE)
         return len(batch)
 
     @staticmethod
@@ -281,7 +309,6 @@ class ExecutionStore:
         records: Iterable[AgentExecutionResult],
         now: datetime,
         encode: Callable[[Sequence[Any]], tuple[Any, ...]],
-        size: int,
     ) -> bool:
         """COPY the batch straight in, in a savepoint: the common case of only new ids.
 
@@ -297,10 +324,6 @@ class ExecutionStore:
             if getattr(exc.orig, "sqlstate", None) == "23505":
                 return False
             raise
-        except (ValueError, DataError) as exc:
-            raise ValidationError(
-                "results", f"batch of {size}", f"a value cannot be stored: {exc}"
-            ) from exc
         return True
 
     @staticmethod

@@ -13,7 +13,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 
 from miyabi_analytics._db.scope import check_repository_ids, install_scope
-from miyabi_analytics._db.types import strict_json_dumps
+from miyabi_analytics._db.types import json_loads, strict_json_dumps
 from miyabi_analytics.errors import ValidationError
 
 __all__ = ["DEFAULT_URL", "connect", "mask_url", "resolve_url"]
@@ -100,7 +100,11 @@ def connect(
             "tenant scoping needs PostgreSQL row-level security; SQLite has none "
             "(filter with read_summary(repository_id=...) instead)",
         )
-    options: dict[str, Any] = {"json_serializer": strict_json_dumps, "pool_pre_ping": True}
+    options: dict[str, Any] = {
+        "json_serializer": strict_json_dumps,
+        "json_deserializer": json_loads,
+        "pool_pre_ping": True,
+    }
     options.update(engine_options)
     engine = create_engine(resolved, **options)
     if resolved.get_backend_name() == "sqlite":

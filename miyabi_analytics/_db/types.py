@@ -88,4 +88,27 @@ def strict_json_dumps(value: Any) -> str:
     return text
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _json_int(text: str) -> int | float:
+    """An integer of a stored document; one beyond 64 bits was saved as a float.
+
+    Validation refuses integers outside the 64-bit range, but ``jsonb`` prints a float such as
+    ``1e23`` as ``100000000000000000000000``: reading that as an int would change its type and,
+    above 2**53, its value.
+    """
+    value = int(text)
+    return value if _INT64_MIN <= value <= _INT64_MAX else float(text)
+
+
+def json_loads(text: str | bytes) -> Any:
+    """The engines' JSON deserializer: :func:`json.loads` with :func:`_json_int`."""
+    return json.loads(text, parse_int=_json_int)
+
+
+LONG_INTEGER_PATTERN = r"[0-9]{19}"
+"""Matches the text of every document that may hold an integer beyond 64 bits (19+ digits)."""
+
+
 JsonDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")

@@ -340,6 +340,10 @@ def test_rate_rounding_examples(name, given_value, expected):
         ("conversion_rate", 1000),
         ("roi_percent", 99999.995),
         ("roi_percent", -100000),
+        # beyond the decimal context's 28 digits (found by the fuzz test: InvalidOperation)
+        ("growth_rate_percent", 1e26),
+        ("conversion_rate", -1.7976931348623157e308),
+        ("roi_percent", 10**40),
     ],
 )
 def test_rate_overflow_after_rounding(name, value):
