@@ -248,13 +248,18 @@ def _totals_jobs(
     }
 
 
-def _totals(results: dict[str, pd.DataFrame], prefix: str) -> dict[str, float | None]:
-    success = results[f"{prefix}.success"]
-    quality = results[f"{prefix}.quality"]
-    business = results[f"{prefix}.business"]
+def _totals(
+    success: pd.DataFrame, quality: pd.DataFrame, business: pd.DataFrame
+) -> dict[str, float | None]:
+    """The KPIs from success counts, the overall quality, and business sums of any grouping.
+
+    Counts and sums add up exactly over groups, so the success and business frames may be
+    grouped finer than the KPI (the current period's come from the tabs' own queries).
+    """
+    completed, failed = int(success["completed"].sum()), int(success["failed"].sum())
     return {
         "executions": float(success["executions"].sum()),
-        "success_rate": _number(success["success_rate"].iloc[0]) if len(success) else None,
+        "success_rate": completed / (completed + failed) if completed + failed else None,
         "mean_quality": _number(quality["mean_quality"].iloc[0]) if len(quality) else None,
         "revenue": float(business["sum_estimated_revenue_usd"].sum()),  # NA and no rows: 0
     }
@@ -324,19 +329,28 @@ class DashboardModel:
             "success": (aggregates.success_rates, where),
             "success_over_time": (aggregates.success_rates, {"freq": coarse, **where}),
             "durations": (aggregates.duration_stats, where),
+            # With the never-started rows (a NaT period): the revenue KPI counts them too, and
+            # one latest-analytics join serves both (it is the dashboard's costliest query).
             "business": (
-                aggregates.business_metrics, {"by": "agent_category", "freq": coarse, **where}
+                aggregates.business_metrics_with_unstarted,
+                {"by": "agent_category", "freq": coarse, "unstarted": True, **where},
             ),
             "errors": (aggregates.error_analysis, where),
-            **_totals_jobs("now", where),
+            "now.quality": (aggregates.quality_trend, {"by": None, "freq": None, **where}),
             "stuck": (_stuck_count, {}),
         }
         if before is not None:
             jobs.update(_totals_jobs("before", before.query_arguments()))
         results = self._query_all(jobs)
+        business = results["business"]
+        results["business"] = business[business["period"].notna()].reset_index(drop=True)
         frames = {key: results[key] for key in FRAME_KEYS}
-        current = _totals(results, "now")
-        previous = _totals(results, "before") if before is not None else dict.fromkeys(current)
+        current = _totals(results["success"], results["now.quality"], business)
+        previous = dict.fromkeys(current)
+        if before is not None:
+            previous = _totals(
+                results["before.success"], results["before.quality"], results["before.business"]
+            )
         kpis = tuple(
             Kpi(key, label, current[key], previous[key])
             for key, label in (

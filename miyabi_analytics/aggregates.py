@@ -62,6 +62,7 @@ from miyabi_analytics.records import ExecutionStatus
 __all__ = [
     "BY_COLUMNS",
     "business_metrics",
+    "business_metrics_with_unstarted",
     "duration_stats",
     "error_analysis",
     "quality_trend",
@@ -131,13 +132,18 @@ def _grouped(
     filters: SummaryFilters,
     *where: ColumnElement[bool],
     source: FromClause = executions,
+    unstarted: bool = False,
 ) -> Select[Any]:
-    """``SELECT [period], <by>, <measures> FROM executions WHERE ... GROUP BY [period], <by>``."""
+    """``SELECT [period], <by>, <measures> FROM executions WHERE ... GROUP BY [period], <by>``.
+
+    ``unstarted=True`` keeps the rows without ``started_at`` in a ``NULL`` period.
+    """
     keys: list[ColumnElement[Any]] = [_KEY_EXPRESSIONS[name] for name in by]
     conditions = list(where)
     if freq is not None:
         keys.insert(0, UtcBucket(executions.c.started_at, freq))
-        conditions.append(executions.c.started_at.is_not(None))
+        if not unstarted:
+            conditions.append(executions.c.started_at.is_not(None))
     labelled = [key.label(name) for key, name in zip(keys, _key_names(by, freq), strict=True)]
     stmt = select(*labelled, *measures).select_from(source).where(*conditions)
     stmt = filters.apply(stmt, executions.c)
@@ -426,12 +432,28 @@ def business_metrics(
     greatest ``id``, as in the summary view). A sum beyond the ``bigint`` range fails in the
     database on both dialects.
     """
+    return business_metrics_with_unstarted(
+        bind, by=by, freq=freq, unstarted=False, repository_id=repository_id, user_id=user_id,
+        agent_types=agent_types, statuses=statuses, since=since, until=until,
+    )
+
+
+def business_metrics_with_unstarted(
+    bind: Engine | Connection,
+    *,
+    by: ByArg,
+    freq: Freq | None,
+    unstarted: bool,
+    **filter_args: Any,
+) -> pd.DataFrame:
+    """:func:`business_metrics`; ``unstarted=True`` adds the never-started rows' ``NaT`` period.
+
+    For the dashboard, whose revenue KPI (every row) and Business tab (by period) then come
+    from one query: the latest-analytics join is the costly part of both.
+    """
     keys = _check_by(by)
     bucket = _check_optional_freq(freq)
-    filters = _filters(
-        repository_id=repository_id, user_id=user_id, agent_types=agent_types,
-        statuses=statuses, since=since, until=until,
-    )
+    filters = _filters(**filter_args)
     latest, newer = analytics.alias("latest"), analytics.alias("newer")
     source = executions.join(latest, latest.c.execution_id == executions.c.id)
     measures: list[ColumnElement[Any]] = [func.count().label("executions")]
@@ -442,7 +464,13 @@ def business_metrics(
         cast(func.avg(latest.c[name]), Float).label(f"mean_{name}") for name in _AVERAGED
     ]
     stmt = _grouped(
-        keys, bucket, measures, filters, is_latest_analytics(latest, newer), source=source
+        keys,
+        bucket,
+        measures,
+        filters,
+        is_latest_analytics(latest, newer),
+        source=source,
+        unstarted=unstarted,
     )
     spec = _spec(
         keys,

@@ -6,6 +6,7 @@ aggregates the model runs; the view is driven through its controls, as a user wo
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -154,6 +155,30 @@ def test_kpis_of_an_open_range_have_no_previous_period(seeded: Engine) -> None:
     kpis = {k.key: k for k in model.kpis()}
     assert kpis["executions"].value == len(ma.read_summary(seeded, since=SINCE))
     assert all(k.previous is None and k.change is None for k in kpis.values())
+
+
+def test_kpis_of_all_time_count_never_started_executions(seeded: Engine) -> None:
+    """With no date filter the KPIs cover every execution, also those that never started.
+
+    The Business tab and the revenue KPI share one query: the never-started rows' NaT period
+    is counted in the KPI and kept out of the tab.
+    """
+    agent = ma.SalesAgent()
+    idle = agent.builder(uuid.uuid4()).build()  # pending, never started
+    agent.save_execution(seeded, idle)
+    agent.save_analysis_metrics(seeded, idle.id, {"estimated_revenue_usd": 123_456_789})
+    data = DashboardModel(seeded).refresh()
+    kpis = {k.key: k.value for k in data.kpis}
+    everything = ma.read_summary(seeded)
+    assert kpis["executions"] == len(everything)
+    assert kpis["revenue"] == int(everything["estimated_revenue_usd"].sum())
+    finished = everything["status"].isin(["completed", "failed"])
+    completed = int((everything["status"] == "completed").sum())
+    assert kpis["success_rate"] == completed / int(finished.sum())
+    business = data.frames["business"]
+    assert business["period"].notna().all()
+    in_tab = int(business["sum_estimated_revenue_usd"].sum())
+    assert in_tab == kpis["revenue"] - 123_456_789
 
 
 def test_repository_filter_narrows_every_frame(seeded: Engine) -> None:
