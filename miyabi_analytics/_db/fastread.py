@@ -3,8 +3,10 @@
 PostgreSQL: ADBC (the libpq-based Arrow driver), with numerics cast to double in SQL and uuids
 either cast to text or (for a caller that formats them itself, :data:`UUID_BYTES`) sent as
 their 16 bytes: measured the fastest way from the server into pandas (BASELINES.md). SQLite:
-the raw sqlite3 rows with no per-value SQLAlchemy processing, turned into Arrow arrays column
-by column. Either way the batches have exactly the schema asked for.
+a whole read of a database file goes through ADBC's SQLite driver (typed, see
+:func:`_sqlite_batches`); streamed or in-transaction reads take the raw sqlite3 rows, with no
+per-value SQLAlchemy processing, turned into Arrow arrays column by column. Either way the
+batches have exactly the schema asked for.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Integer,
     Select,
     String,
     Text,
     cast,
+    literal,
+    select,
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
@@ -86,10 +91,13 @@ def record_batches(
     """Run ``stmt`` and yield its rows as record batches of ``schema`` (at most ``chunksize``).
 
     ``chunksize=None`` yields the batches as the driver delivers them (no re-chunking copy),
-    for a caller that gathers them all anyway.
+    for a caller that gathers them all anyway (and sorts them itself: on an SQLite file that
+    read goes through ADBC, which keeps no order of a compound query).
     """
     if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
         yield from _pg_batches(bind, stmt, schema, chunksize)
+    elif chunksize is None and isinstance(bind, Engine) and _sqlite_file(bind) is not None:
+        yield from _sqlite_batches(bind, stmt, schema)
     else:
         yield from _row_batches(bind, stmt, schema, chunksize)
 
@@ -139,6 +147,90 @@ def _adbc_fetch(
             cursor.fetchall()
         cursor.execute(query, values or None)
         yield from cursor.fetch_record_batch()
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The file of an SQLite engine that another connection can open, else ``None``.
+
+    An in-memory database is private to its connection; a URL with query options (URI
+    filenames, read-only modes) is left to the engine's own connections.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.query:
+        return None
+    database = url.database
+    return database if database and database != ":memory:" else None
+
+
+# Each column's SQL type for ADBC SQLite, which types a column by the values of its first batch.
+_SQLITE_TYPES: Final = {"string": Text, "int64": Integer, "double": Float}
+_SENTINELS: Final[dict[str, Any]] = {"string": "", "int64": 0, "double": 0.0}
+_SQLITE_BATCH_ROWS: Final = 65_536
+
+
+def _sqlite_kind(kind: pa.DataType) -> str:
+    if pa.types.is_integer(kind):
+        return "int64"
+    if pa.types.is_floating(kind):
+        return "double"
+    return "string"  # text, and timestamps as their fixed-width UTC text
+
+
+def _sqlite_batches(
+    engine: Engine, stmt: Select[Any], schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
+    """``stmt`` on an SQLite file through ADBC's SQLite driver: Arrow without Python objects.
+
+    2x faster than the raw rows on 1M rows (measured). The driver types each column by the
+    values of its first batch, and a column whose first batch is all NULL (most error messages
+    are) would be typed wrongly: so every value is CAST to its column's type, and a first row
+    of typed placeholders (UNION ALL, dropped here) leads the result.
+    """
+    rows = stmt.subquery("rows")
+    kinds = [_sqlite_kind(field.type) for field in schema]
+    placeholders: list[ColumnElement[Any]] = [
+        cast(literal(_SENTINELS[kind]), _SQLITE_TYPES[kind]).label(field.name)
+        for field, kind in zip(schema, kinds, strict=True)
+    ]
+    typed: list[ColumnElement[Any]] = [
+        cast(rows.c[field.name], _SQLITE_TYPES[kind]).label(field.name)
+        for field, kind in zip(schema, kinds, strict=True)
+    ]
+    compiled = select(*placeholders).union_all(select(*typed)).compile(
+        dialect=engine.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    params = compiled.construct_params()
+    values = [_sqlite_value(params[name], engine) for name in compiled.positiontup or ()]
+    path = _sqlite_file(engine)
+    first = True
+    for batch in _prefetched(_adbc_sqlite_fetch, path, str(compiled), values):
+        if first:
+            batch, first = batch.slice(1), False
+        if batch.num_rows:
+            yield _cast(batch, schema)
+
+
+def _adbc_sqlite_fetch(path: str, query: str, values: list[Any]) -> Iterator[pa.RecordBatch]:
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    with closing(adbc_sqlite.connect(path)) as conn, closing(conn.cursor()) as cursor:
+        cursor.adbc_statement.set_options(
+            **{"adbc.sqlite.query.batch_rows": str(_SQLITE_BATCH_ROWS)}
+        )
+        cursor.execute(query, values or None)
+        yield from cursor.fetch_record_batch()
+
+
+def _sqlite_value(value: Any, engine: Engine) -> Any:
+    """A bound value as the engine would store it: uuids and timestamps as their text."""
+    import uuid
+    from datetime import datetime
+
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return UtcDateTime().process_bind_param(value, engine.dialect)
+    return value
 
 
 _DONE: Final = object()
