@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, suppress
+from contextlib import closing, contextmanager, suppress
 from typing import Any, Final
 
 import numpy as np
@@ -33,6 +33,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from miyabi_analytics._db.scope import SCOPE_SETTING, session_scope
@@ -130,12 +131,31 @@ def _pg_batches(
         yield _conform(pa.Table.from_batches(pending), schema)
 
 
+@contextmanager
+def _driver_errors(query: str, values: list[Any]) -> Iterator[None]:
+    """ADBC's errors as SQLAlchemy's DBAPIError, the family every other path raises.
+
+    The driver's exception stays the ``orig`` (with its ``sqlstate``), as SQLAlchemy keeps
+    psycopg's; the connection URI never appears in the message.
+    """
+    import adbc_driver_manager
+
+    try:
+        yield
+    except adbc_driver_manager.Error as exc:
+        raise DBAPIError(query, values, exc) from exc
+
+
 def _adbc_fetch(
     uri: str, query: str, values: list[Any], scope: str | None
 ) -> Iterator[pa.RecordBatch]:
     import adbc_driver_postgresql.dbapi as adbc
 
-    with closing(adbc.connect(uri)) as conn, closing(conn.cursor()) as cursor:
+    with (
+        _driver_errors(query, values),
+        closing(adbc.connect(uri)) as conn,
+        closing(conn.cursor()) as cursor,
+    ):
         # This connection runs this one query. JIT compiling it costs more than it saves when
         # every row is streamed out (0.5 s of a 1M-row read, measured); filtered reads are
         # below the JIT cost threshold anyway.
@@ -213,7 +233,11 @@ def _sqlite_batches(
 def _adbc_sqlite_fetch(path: str, query: str, values: list[Any]) -> Iterator[pa.RecordBatch]:
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
-    with closing(adbc_sqlite.connect(path)) as conn, closing(conn.cursor()) as cursor:
+    with (
+        _driver_errors(query, values),
+        closing(adbc_sqlite.connect(path)) as conn,
+        closing(conn.cursor()) as cursor,
+    ):
         cursor.adbc_statement.set_options(
             **{"adbc.sqlite.query.batch_rows": str(_SQLITE_BATCH_ROWS)}
         )

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, update
 
 import miyabi_analytics as ma
 from miyabi_analytics._db.schema import analytics
+from miyabi_analytics.reader import read_summary_simple
 
 T0 = datetime(2026, 4, 1, 12, 0, 0, 250001, tzinfo=UTC)
 STRING_COLUMNS = ("id", "repository_id", "user_id", "error_message")
@@ -460,3 +461,22 @@ def test_read_logs_dtypes_filters_and_order(engine):
     assert empty.empty
     assert_log_dtypes(empty)
     assert empty.dtypes.equals(ma.read_logs(engine).dtypes)
+
+
+def test_a_database_without_the_schema_raises_sqlalchemys_error(empty_url):
+    """Every read path fails the same way on a database never migrated: a DBAPIError.
+
+    The fast paths talk to the database through ADBC drivers; their errors come out as
+    SQLAlchemy's, with the driver's own exception as ``orig``, as the simple path's do.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    engine = ma.connect(empty_url)
+    try:
+        for read in (ma.read_summary, ma.read_summary_arrow, read_summary_simple):
+            with pytest.raises(DBAPIError) as info:
+                read(engine)
+            assert "v_business_agent_summary" in str(info.value), read.__name__
+            assert info.value.orig is not None
+    finally:
+        engine.dispose()
