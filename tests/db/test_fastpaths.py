@@ -941,3 +941,39 @@ def test_log_many_failing_batch_stores_nothing_of_it(engine):
             store.log(bad.execution_id, bad.level, bad.message, bad.metadata,
                       logged_at=bad.logged_at)
         assert table_count(engine, logs) == 4, bad
+
+
+def test_durations_and_categories_made_client_side_match_the_view(engine, tmp_path):
+    """read_summary computes duration_seconds and agent_category itself; the view is the rule.
+
+    Spans from a microsecond to almost ten thousand years (past 2**53 microseconds, where a
+    count of microseconds stops being an exact double), negative never (validation refuses
+    them), and every agent type's category.
+    """
+    start = datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+    spans = [
+        timedelta(microseconds=1),
+        timedelta(days=1, microseconds=1),
+        timedelta(days=365 * 285, microseconds=123_457),  # just past 2**53 microseconds
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC) - start,
+        timedelta(days=3_000_000, microseconds=999_999),
+    ]
+    records = [
+        ma.agent_for(ma.AGENT_TYPES[i % len(ma.AGENT_TYPES)]).builder(uuid.uuid4())
+        .status("completed").started_at(start).completed_at(start + span).build()
+        for i, span in enumerate(spans)
+    ]
+    records += [
+        ma.agent_for(name).builder(uuid.uuid4()).build() for name in ma.AGENT_TYPES
+    ]
+    store_records(engine, records)
+    simple = check_all_paths(engine, tmp_path)
+    got = dict(zip(simple["id"], simple["duration_seconds"], strict=True))
+    for record, span in zip(records, spans, strict=False):
+        micros = span // timedelta(microseconds=1)
+        assert got[str(record.id)] == pytest.approx(micros / 1e6, rel=1e-15)
+    for columns in (["duration_seconds"], ["agent_category", "id"], ["agent_category"]):
+        fast = ma.read_summary(engine, columns=columns)
+        pd.testing.assert_frame_equal(
+            fast, read_summary_simple(engine, columns=columns), check_exact=True
+        )
