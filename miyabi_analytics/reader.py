@@ -74,22 +74,30 @@ def summary_columns(columns: object) -> dict[str, Any]:
 FilterArg = Any
 
 
+# read_summary's order: start (never started last), then creation, then id. The database sorts
+# by them for the streaming readers, Arrow for the whole reads (created_at and id are never NULL).
+_ORDER_KEYS: Final = ("started_at", "created_at", "id")
+
+
 def _summary_select(
     dialect_name: str,
     spec: Mapping[str, Any],
     filters: SummaryFilters,
     *,
-    arrow: bool,
+    wire: pa.Schema | None,
+    ordered: bool = True,
 ) -> Select[Any]:
+    """``spec``'s columns of the view, filtered; shaped for Arrow as ``wire`` unless ``None``."""
     columns = {name: summary.c[name] for name in spec}
     outputs = (
-        select_for_arrow(dialect_name, columns, {f.name: f.type for f in arrow_schema(spec)})
-        if arrow
-        else list(columns.values())
+        list(columns.values())
+        if wire is None
+        else select_for_arrow(dialect_name, columns, {f.name: f.type for f in wire})
     )
-    return filters.apply(select(*outputs), summary.c).order_by(
-        summary.c.started_at.asc().nulls_last(), summary.c.created_at, summary.c.id
-    )
+    stmt = filters.apply(select(*outputs), summary.c)
+    if not ordered:
+        return stmt
+    return stmt.order_by(*(summary.c[key].asc().nulls_last() for key in _ORDER_KEYS))
 
 
 def _ordered_batches(
@@ -104,11 +112,9 @@ def _ordered_batches(
     what they have not seen yet.
     """
     filters = SummaryFilters.build(**filter_args)
-    stmt = _summary_select(bind.dialect.name, spec, filters, arrow=True)
-    return record_batches(bind, stmt, arrow_schema(spec), chunksize)
-
-
-_ORDER_KEYS: Final = ("started_at", "created_at", "id")
+    schema = arrow_schema(spec)
+    stmt = _summary_select(bind.dialect.name, spec, filters, wire=schema)
+    return record_batches(bind, stmt, schema, chunksize)
 
 
 def _wire_schema(dialect_name: str, spec: Mapping[str, Any]) -> pa.Schema:
@@ -186,9 +192,7 @@ def _read_sorted(
     fetch |= {k: SUMMARY_DTYPES[k] for k in needed if k not in fetch}
     wire = _wire_schema(bind.dialect.name, fetch)
     special = {n: d for n, d in spec.items() if is_converted(d)} if convert else {}
-    columns = {name: summary.c[name] for name in fetch}
-    outputs = select_for_arrow(bind.dialect.name, columns, {f.name: f.type for f in wire})
-    stmt = filters.apply(select(*outputs), summary.c)
+    stmt = _summary_select(bind.dialect.name, fetch, filters, wire=wire, ordered=False)
     full = pa.schema([*wire, *arrow_schema({name: SUMMARY_DTYPES[name] for name in derived})])
 
     pieces: dict[str, list[Any]] = {name: [] for name in special}
@@ -369,7 +373,7 @@ def read_summary_simple(
     """
     filters = SummaryFilters.build(**filter_args)
     spec = summary_columns(columns)
-    stmt = _summary_select(bind.dialect.name, spec, filters, arrow=False)
+    stmt = _summary_select(bind.dialect.name, spec, filters, wire=None)
     with begin(bind) as conn:
         rows = conn.execute(stmt).all()
     return to_frame(rows, spec)
