@@ -353,10 +353,9 @@ def uuid_text(array: pa.Array) -> pa.Array:
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.RecordBatch:
-    arrays = [table.column(i).cast(field.type) for i, field in enumerate(schema)]
-    combined = pa.Table.from_arrays(arrays, schema=schema).combine_chunks()
-    batches = combined.to_batches()
-    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=schema)
+    """A slice of the driver's batches as one batch of ``schema`` (see :func:`_cast`)."""
+    batches = table.combine_chunks().to_batches()
+    return _cast(batches[0], schema) if batches else pa.RecordBatch.from_pylist([], schema=schema)
 
 
 def _row_batches(
