@@ -39,6 +39,7 @@ from miyabi_analytics.frames import (
     from_arrow,
     is_converted,
     join_pieces,
+    paused_gc,
     to_frame,
 )
 from miyabi_analytics.metrics import check_log_level
@@ -179,11 +180,10 @@ def _read_sorted(
 ) -> tuple[pa.Table, dict[str, Any]]:
     """The whole read in read_summary's order: Arrow columns, and (``convert``) the others made.
 
-    The rows come unordered; categories become codes batch by batch as they arrive. Then the
-    rows are sorted client-side: with uuids as 16 bytes and categories as codes, reordering
-    the columns is cheap, where the server's sort of a million wide rows spills to disk and
-    costs more (measured). JSON documents are parsed after the fetch, while the columns are
-    reordered: during the fetch both cores are busy (the server and the driver).
+    The rows come unordered; categories become codes and JSON documents are parsed batch by
+    batch as they arrive, so their text goes with its batch. Then the rows are sorted
+    client-side: with uuids as 16 bytes, reordering the columns is cheap, where the server's
+    sort of a million wide rows costs more (measured).
     """
     filters = SummaryFilters.build(**filter_args)
     derived = [name for name in _DERIVED if name in spec]
@@ -197,20 +197,18 @@ def _read_sorted(
 
     pieces: dict[str, list[Any]] = {name: [] for name in special}
     plain: list[pa.RecordBatch] = []
-    for fetched in record_batches(bind, stmt, wire, None):
-        batch = _with_derived(fetched, derived, full)
-        for name, dtype in special.items():
-            column = batch.column(name)
-            pieces[name].append(
-                convert_piece(column, dtype) if dtype is not object else pa.concat_arrays([column])
-            )
-        kept = batch.drop_columns(list(special)) if special else batch
-        # Copied out of the driver's memory, which is freed only with the whole batch (its
-        # JSON text and category names too): this way each column goes when it is reordered.
-        plain.append(pa.RecordBatch.from_arrays(
-            [pa.concat_arrays([column]) for column in kept.columns], schema=kept.schema
-        ))
-        del batch, kept, fetched
+    with paused_gc():  # the documents are a million containers, none of them garbage
+        for fetched in record_batches(bind, stmt, wire, None):
+            batch = _with_derived(fetched, derived, full)
+            for name, dtype in special.items():
+                pieces[name].append(convert_piece(batch.column(name), dtype))
+            kept = batch.drop_columns(list(special)) if special else batch
+            # Copied out of the driver's memory, which is freed only with the whole batch (its
+            # JSON text and category names too): this way each column goes when it is reordered.
+            plain.append(pa.RecordBatch.from_arrays(
+                [pa.concat_arrays([column]) for column in kept.columns], schema=kept.schema
+            ))
+            del batch, kept, fetched
     table = pa.Table.from_batches(plain, schema=pa.schema(f for f in full if f.name not in special))
     plain.clear()
 
@@ -223,7 +221,7 @@ def _read_sorted(
         column = unsorted[index]
         assert column is not None
         unsorted[index] = None  # the unsorted copy goes as its sorted one is made
-        sorted_column = column.combine_chunks().take(order)
+        sorted_column = column.take(order).combine_chunks()
         del column
         if sorted_column.type == UUID_BYTES:
             sorted_column = uuid_text(sorted_column)
@@ -231,13 +229,9 @@ def _read_sorted(
         return sorted_column
 
     # Arrow and numpy release the GIL here, so two threads reorder the columns while this one
-    # parses the JSON documents (which holds the GIL) and reorders them and the category codes.
+    # reorders the parsed documents and the category codes.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="miyabi-reorder") as pool:
         arrays = pool.map(reorder, range(len(names)))
-        for name, dtype in special.items():
-            if dtype is object:
-                texts = pieces[name]
-                pieces[name] = [convert_piece(texts.pop(0), dtype) for _ in range(len(texts))]
         positions = order.to_numpy()
         made = {
             name: join_pieces(pieces.pop(name), dtype, positions)

@@ -328,23 +328,30 @@ def _storage(column: Any) -> Any:
 _HEX: Final = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), np.uint16)
 # The canonical form's groups: (first hex digit, last + 1) -> where they go in the 36 chars.
 _GROUPS: Final = ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24))
+_UUID_BLOCK: Final = 16_384  # rows per block: 512 KB of scratch
 
 
 def uuid_text(array: pa.Array) -> pa.Array:
     """16-byte uuids as canonical lowercase text (``8-4-4-4-12``), nulls kept.
 
-    Vectorised with numpy (a lookup table per byte): about 20 ms per million uuids, where
-    ``str(uuid.UUID(bytes))`` per value takes over a second.
+    Vectorised with numpy (a lookup table per byte): about 30 ms per million uuids, where
+    ``str(uuid.UUID(bytes))`` per value takes over a second. It works a block of rows at a
+    time, so its scratch space is small and reused: fresh memory is costly (page faults).
     """
     count = len(array)
     if array.offset:
         array = pa.concat_arrays([array])  # its own buffers, starting at 0
     data = array.buffers()[1]
     raw = np.frombuffer(data, np.uint8, count=count * 16).reshape(count, 16)
-    digits = _HEX[raw].view(np.uint8)  # (count, 32)
-    text = np.full((count, 36), ord("-"), np.uint8)
-    for first, end, at in _GROUPS:
-        text[:, at : at + end - first] = digits[:, first:end]
+    text = np.empty((count, 36), np.uint8)
+    text[:, [at - 1 for _, _, at in _GROUPS[1:]]] = ord("-")
+    digits = np.empty((min(count, _UUID_BLOCK), 16), np.uint16)
+    for start in range(0, count, _UUID_BLOCK):
+        block = raw[start : start + _UUID_BLOCK]
+        rows = len(block)
+        chars = np.take(_HEX, block, out=digits[:rows]).view(np.uint8)
+        for first, end, at in _GROUPS:
+            text[start : start + rows, at : at + end - first] = chars[:, first:end]
     offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
     validity = array.is_valid().buffers()[1] if array.null_count else None
     return pa.StringArray.from_buffers(
