@@ -3,10 +3,11 @@
     python benchmarks/bench_reads.py --url postgresql://postgres@127.0.0.1:5432/miyabi_bench
     python benchmarks/bench_reads.py --url sqlite:////tmp/miyabi_bench.db
 
-Each way runs in a fresh subprocess (so peak RSS is its own), on the same data, in one run;
-medians of --repeat runs. Only the read is timed: imports and the engine come first. Ratios
-are against the floor (``psql \\copy`` of the view to /dev/null on PostgreSQL, the ``sqlite3``
-CLI on SQLite) and against ``pandas.read_sql``.
+Each way runs in a fresh subprocess (so peak RSS is its own), on the same data, in one run.
+Only the read is timed: imports and the engine come first. The floor (``psql \\copy`` of the
+view to /dev/null on PostgreSQL, the ``sqlite3`` CLI on SQLite) and the fast ways alternate for
+--repeat rounds; "x floor" is the median of the per-round ratios. ``pandas.read_sql`` runs
+--read-sql-repeat times after them.
 """
 
 from __future__ import annotations
@@ -82,37 +83,46 @@ def floor(url: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--read-sql-repeat", type=int, default=1)
     args = parser.parse_args()
     pg = make_url(args.url).drivername.startswith("postgres")
     if not pg and shutil.which("sqlite3") is None:
         sys.exit("the sqlite3 CLI is needed for the SQLite floor")
 
-    results: dict[str, tuple[float, float, int]] = {}
-    floors = [floor(args.url) for _ in range(args.repeat)]
-    results["floor"] = (statistics.median(floors), 0.0, 0)
-    ways = ["read_summary", "pandas.read_sql"] + (["adbc_to_pandas"] if pg else [])
-    for name in ways:
-        repeat = args.read_sql_repeat if name == "pandas.read_sql" else args.repeat
-        if repeat == 0:
-            continue
-        runs = [run_way(args.url, name) for _ in range(repeat)]
-        results[name] = (
-            statistics.median(r["seconds"] for r in runs),
-            max(r["rss_mb"] for r in runs),
-            int(runs[0]["rows"]),
-        )
-    base = results["floor"][0]
-    read_sql = results.get("pandas.read_sql", (float("nan"),))[0]
+    # The floor and the fast ways run round by round, each round's ratio against the floor
+    # of that round: the VM drifts by 10-20% over minutes, a ratio of medians taken minutes
+    # apart would measure the drift. pandas.read_sql (30 s a run) is timed on its own.
+    fast = ["read_summary"] + (["adbc_to_pandas"] if pg else [])
+    floors: list[float] = []
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in fast}
+    for _ in range(args.repeat):
+        floors.append(floor(args.url))
+        for name in fast:
+            runs[name].append(run_way(args.url, name))
+    if args.read_sql_repeat:
+        runs["pandas.read_sql"] = [
+            run_way(args.url, "pandas.read_sql") for _ in range(args.read_sql_repeat)
+        ]
+    sql_runs = runs.get("pandas.read_sql")
+    read_sql = statistics.median(r["seconds"] for r in sql_runs) if sql_runs else float("nan")
     label = "psql \\copy" if pg else "sqlite3 CLI"
     print(f"{'way':<20} {'seconds':>8} {'peak RSS':>9} {'x floor':>8} {'read_sql/x':>10}")
-    for name, (seconds, rss, _rows) in results.items():
-        shown = label if name == "floor" else name
-        rss_text = f"{rss:.0f} MB" if rss else "-"
-        print(f"{shown:<20} {seconds:8.2f} {rss_text:>9} {seconds / base:8.2f} "
-              f"{read_sql / seconds:10.1f}")
-    print(f"rows: {results['read_summary'][2]:,}")
+    base = statistics.median(floors)
+    print(f"{label:<20} {base:8.2f} {'-':>9} {1:8.2f} {read_sql / base:10.1f}")
+    for name, done in runs.items():
+        seconds = statistics.median(r["seconds"] for r in done)
+        rss = max(r["rss_mb"] for r in done)
+        if name in fast:  # median of the per-round ratios
+            ratio = statistics.median(r["seconds"] / f for r, f in zip(done, floors, strict=True))
+        else:
+            ratio = seconds / base
+        print(f"{name:<20} {seconds:8.2f} {rss:6.0f} MB {ratio:8.2f} {read_sql / seconds:10.1f}")
+    rounds = " ".join(
+        f"{r['seconds'] / f:.2f}" for r, f in zip(runs["read_summary"], floors, strict=True)
+    )
+    print(f"read_summary x floor by round: {rounds}")
+    print(f"rows: {int(runs['read_summary'][0]['rows']):,}")
 
 
 if __name__ == "__main__":

@@ -205,8 +205,13 @@ def _read_sorted(
             kept = batch.drop_columns(list(special)) if special else batch
             # Copied out of the driver's memory, which is freed only with the whole batch (its
             # JSON text and category names too): this way each column goes when it is reordered.
+            # The derived columns are made here, in memory of their own already.
             plain.append(pa.RecordBatch.from_arrays(
-                [pa.concat_arrays([column]) for column in kept.columns], schema=kept.schema
+                [
+                    column if name in derived else pa.concat_arrays([column])
+                    for name, column in zip(kept.schema.names, kept.columns, strict=True)
+                ],
+                schema=kept.schema,
             ))
             del batch, kept, fetched
     table = pa.Table.from_batches(plain, schema=pa.schema(f for f in full if f.name not in special))
