@@ -139,6 +139,7 @@ _DERIVED: Final[Mapping[str, tuple[str, ...]]] = {
 _TYPE_NAMES: Final = pa.array(AGENT_TYPES, pa.string())
 _CATEGORY_OF_TYPE: Final = pa.array([agent_category(t) for t in AGENT_TYPES], pa.string())
 _EXACT_MICROS: Final = 2**53  # below it a count of microseconds is an exact double
+_NULLABLE_INT: Final = {pa.int64(): pd.Int64Dtype()}
 
 
 def _with_derived(batch: pa.RecordBatch, names: Sequence[str], schema: pa.Schema) -> pa.RecordBatch:
@@ -221,8 +222,11 @@ def _read_sorted(
     names = [name for name in spec if name not in special]
     unsorted: list[pa.ChunkedArray | None] = [table.column(name) for name in names]
     del table
+    # pandas converts nullable integers one column at a time, in Python: done here, each
+    # column is converted by the thread that reorders it, and its Arrow copy goes at once.
+    in_pandas = {name for name in names if convert and spec[name] == "Int64"}
 
-    def reorder(index: int) -> pa.Array:
+    def reorder(index: int) -> Any:
         column = unsorted[index]
         assert column is not None
         unsorted[index] = None  # the unsorted copy goes as its sorted one is made
@@ -230,20 +234,24 @@ def _read_sorted(
         del column
         if sorted_column.type == UUID_BYTES:
             sorted_column = uuid_text(sorted_column)
+        elif names[index] in in_pandas:
+            sorted_column = sorted_column.to_pandas(types_mapper=_NULLABLE_INT.get).array
         pa.default_memory_pool().release_unused()  # hand the unsorted copy back to the OS now
         return sorted_column
 
     # Arrow and numpy release the GIL here, so two threads reorder the columns while this one
     # reorders the parsed documents and the category codes.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="miyabi-reorder") as pool:
-        arrays = pool.map(reorder, range(len(names)))
+        reordered = pool.map(reorder, range(len(names)))
         positions = order.to_numpy()
         made = {
             name: join_pieces(pieces.pop(name), dtype, positions)
             for name, dtype in special.items()
         }
-        schema = arrow_schema({name: spec[name] for name in names})
-        return pa.Table.from_arrays(list(arrays), schema=schema), made
+        arrays = dict(zip(names, reordered, strict=True))
+    made |= {name: arrays.pop(name) for name in in_pandas}
+    schema = arrow_schema({name: spec[name] for name in arrays})
+    return pa.Table.from_arrays(list(arrays.values()), schema=schema), made
 
 
 def read_summary(
