@@ -163,6 +163,10 @@ def _adbc_fetch(
         # every row is streamed out (0.5 s of a 1M-row read, measured); filtered reads are
         # below the JIT cost threshold anyway.
         cursor.execute("SET jit = off")
+        # Room to hash the analytics rows of a whole read in memory (82 MB for 770k rows),
+        # where the default 4 MB makes the planner hash the executions instead, spilling them
+        # to disk in 64 batches: 1.35 s -> 1.05 s of server time on 1M rows (measured).
+        cursor.execute("SET work_mem = '64MB'")
         if scope is not None:
             # For the session, not the transaction: the connection is this query's alone and
             # closed right after, and the scope must hold whatever ADBC's autocommit mode is.

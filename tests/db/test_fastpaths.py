@@ -517,6 +517,42 @@ def test_latest_of_several_analytics_rows(engine, tmp_path):
     assert simple["engagement_score"].isna().all()
 
 
+def test_latest_analytics_ties_fall_to_the_larger_id(engine, tmp_path):
+    """Analytics rows stored at one instant: the view keeps the largest id (as bytes).
+
+    Whole reads on PostgreSQL keep each execution's latest row themselves; every path must
+    pick the row the view picks, with filters and column subsets too.
+    """
+    agent = ma.MarketResearchAgent()
+    records = [agent.builder(uuid.uuid4()).build() for _ in range(6)]
+    store_records(engine, records)
+    entries = [
+        ma.MetricsEntry(record.id, {"reach_estimate": 10 * n + k, "roi_percent": k / 4}, T0)
+        for n, record in enumerate(records)
+        for k in range(5)
+    ]
+    entries.append(ma.MetricsEntry(records[0].id, {"reach_estimate": 999}, T0 - timedelta(days=1)))
+    ma.ExecutionStore(engine).save_analysis_metrics_many(entries, batch_size=4)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(analytics.c.execution_id, analytics.c.id, analytics.c.reach_estimate)
+            .where(analytics.c.created_at == T0)
+        ).all()
+    winners = {}
+    for execution_id, row_id, reach in rows:
+        if execution_id not in winners or row_id.bytes > winners[execution_id][0].bytes:
+            winners[execution_id] = (row_id, reach)
+    simple = check_all_paths(engine, tmp_path)
+    by_id = dict(zip(simple["id"], simple["reach_estimate"], strict=True))
+    assert by_id == {str(k): v for k, (_, v) in winners.items()}
+    check_all_paths(engine, repository_id=records[2].repository_id)
+    for columns in (["reach_estimate"], ["id", "roi_percent", "status"]):
+        assert_frame_equal(
+            ma.read_summary(engine, columns=columns),
+            read_summary_simple(engine, columns=columns),
+        )
+
+
 def test_ties_fall_to_id(engine, tmp_path):
     agents = [ma.SalesAgent(), ma.PersonaAgent()]
     records = [
