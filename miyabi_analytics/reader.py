@@ -159,15 +159,19 @@ _TABLE_COLUMNS: Final[Mapping[str, Any]] = {
 _LATEST_DTYPES: Final = {_LATEST[0]: SUMMARY_DTYPES["created_at"], _LATEST[1]: SUMMARY_DTYPES["id"]}
 
 
-def _first_of_each(ids: pa.ChunkedArray, order: pa.Array) -> pa.Array:
-    """``order`` without the rows repeating the id before them (``ids``: 16-byte uuids)."""
+def _first_of_each(ids: pa.ChunkedArray, order: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """``order`` without the rows repeating the id before them, and the ids in that order.
+
+    ``ids`` are 16-byte uuids; the sorted ids are the read's id column, so it is not taken twice.
+    """
     sorted_ids = ids.take(order).combine_chunks()
     count = len(sorted_ids)
     halves = np.frombuffer(sorted_ids.buffers()[1], np.uint64, count=2 * count).reshape(count, 2)
     repeats = (halves[1:] == halves[:-1]).all(axis=1)
     if not repeats.any():
-        return order
-    return pa.array(order.to_numpy()[np.concatenate([[True], ~repeats])])
+        return order, sorted_ids
+    keep = pa.array(np.concatenate([[True], ~repeats]))
+    return order.filter(keep), sorted_ids.filter(keep)
 
 
 # The view's computed columns, made client-side from columns fetched anyway, with the view's
@@ -269,10 +273,13 @@ def _read_sorted(
     if latest:
         keys += [(k, "descending", "at_end") for k in _LATEST]
     order = pc.sort_indices(table, sort_keys=keys)
+    done: dict[str, pa.Array] = {}  # columns already in order
     if latest:
-        order = _first_of_each(table.column("id"), order)
+        order, done["id"] = _first_of_each(table.column("id"), order)
     names = [name for name in spec if name not in special]
-    unsorted: list[pa.ChunkedArray | None] = [table.column(name) for name in names]
+    unsorted: list[pa.ChunkedArray | None] = [
+        None if name in done else table.column(name) for name in names
+    ]
     del table
     # pandas converts nullable integers one column at a time, in Python: done here, each
     # column is converted by the thread that reorders it, and its Arrow copy goes at once.
@@ -280,9 +287,11 @@ def _read_sorted(
 
     def reorder(index: int) -> Any:
         column = unsorted[index]
-        assert column is not None
         unsorted[index] = None  # the unsorted copy goes as its sorted one is made
-        sorted_column = column.take(order).combine_chunks()
+        if column is None:
+            sorted_column = done.pop(names[index])
+        else:
+            sorted_column = column.take(order).combine_chunks()
         del column
         if sorted_column.type == UUID_BYTES:
             sorted_column = uuid_text(sorted_column)
