@@ -159,6 +159,20 @@ _TABLE_COLUMNS: Final[Mapping[str, Any]] = {
 _LATEST_DTYPES: Final = {_LATEST[0]: SUMMARY_DTYPES["created_at"], _LATEST[1]: SUMMARY_DTYPES["id"]}
 
 
+def _scattered_ints(column: pa.ChunkedArray, slots: Any, count: int) -> Any:
+    """An int64 column as a pandas ``Int64`` array of ``count`` rows, row ``i`` at ``slots[i]``."""
+    values = np.empty(count + 1, np.int64)  # slot ``count``: the rows left out
+    missing = np.empty(count + 1, np.bool_)
+    start = 0
+    for chunk in column.chunks:
+        end = start + len(chunk)
+        where = slots[start:end]
+        values[where] = chunk.fill_null(0).to_numpy()
+        missing[where] = chunk.is_null().to_numpy(zero_copy_only=False)
+        start = end
+    return pd.arrays.IntegerArray(values[:count], missing[:count])
+
+
 def _first_of_each(ids: pa.ChunkedArray, order: pa.Array) -> tuple[pa.Array, pa.Array]:
     """``order`` without the rows repeating the id before them, and the ids in that order.
 
@@ -184,7 +198,6 @@ _DERIVED: Final[Mapping[str, tuple[str, ...]]] = {
 _TYPE_NAMES: Final = pa.array(AGENT_TYPES, pa.string())
 _CATEGORY_OF_TYPE: Final = pa.array([agent_category(t) for t in AGENT_TYPES], pa.string())
 _EXACT_MICROS: Final = 2**53  # below it a count of microseconds is an exact double
-_NULLABLE_INT: Final = {pa.int64(): pd.Int64Dtype()}
 
 
 def _with_derived(batch: pa.RecordBatch, names: Sequence[str], schema: pa.Schema) -> pa.RecordBatch:
@@ -280,23 +293,28 @@ def _read_sorted(
     unsorted: list[pa.ChunkedArray | None] = [
         None if name in done else table.column(name) for name in names
     ]
+    rows = table.num_rows
     del table
-    # pandas converts nullable integers one column at a time, in Python: done here, each
-    # column is converted by the thread that reorders it, and its Arrow copy goes at once.
+    positions = order.to_numpy()
+    # Nullable integers are written straight into the pandas array's buffers, each unsorted
+    # row to its slot (the rows dropped as not latest to a spare one past the end): no Arrow
+    # copy in order and no copy by pandas, where fresh memory is what costs (page faults).
     in_pandas = {name for name in names if convert and spec[name] == "Int64"}
+    slots = np.full(rows, len(positions), np.int64)
+    slots[positions] = np.arange(len(positions))
 
     def reorder(index: int) -> Any:
         column = unsorted[index]
         unsorted[index] = None  # the unsorted copy goes as its sorted one is made
         if column is None:
             sorted_column = done.pop(names[index])
+        elif names[index] in in_pandas:
+            return _scattered_ints(column, slots, len(positions))
         else:
             sorted_column = column.take(order).combine_chunks()
         del column
         if sorted_column.type == UUID_BYTES:
             sorted_column = uuid_text(sorted_column)
-        elif names[index] in in_pandas:
-            sorted_column = sorted_column.to_pandas(types_mapper=_NULLABLE_INT.get).array
         pa.default_memory_pool().release_unused()  # hand the unsorted copy back to the OS now
         return sorted_column
 
@@ -304,7 +322,6 @@ def _read_sorted(
     # reorders the parsed documents and the category codes.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="miyabi-reorder") as pool:
         reordered = pool.map(reorder, range(len(names)))
-        positions = order.to_numpy()
         made = {
             name: join_pieces(pieces.pop(name), dtype, positions)
             for name, dtype in special.items()
