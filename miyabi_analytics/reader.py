@@ -353,7 +353,9 @@ def read_summary(
     ``agent_category`` and ``status`` categorical, nullable ``Int64``, numerics ``float64``,
     ``result`` as dicts; an empty result has the same columns and dtypes.
 
-    PostgreSQL is read through Arrow (ADBC); SQLite through raw rows turned into Arrow arrays.
+    Both databases are read through Arrow (ADBC drivers; in-memory SQLite and reads inside a
+    caller's transaction through raw rows). On PostgreSQL the view's tables are read in one
+    statement and each execution's latest analytics row is kept here: the view's rows, faster.
     """
     spec = summary_columns(columns)
     table, made = _read_sorted(bind, spec, {
