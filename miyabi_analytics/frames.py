@@ -213,6 +213,8 @@ def from_arrow(
     for name, dtype in special.items():
         if name not in made:
             made[name] = join_pieces([convert_piece(table.column(name), dtype)], dtype)
+    # A table of no columns has no rows: the made columns then say how many there are.
+    rows = table.num_rows if table.num_columns else len(next(iter(made.values()), ()))
     present = [name for name in special if name in table.column_names]
     if present:
         table = table.drop_columns(present)
@@ -220,8 +222,12 @@ def from_arrow(
         types_mapper=_TYPES_MAPPER.get, split_blocks=True, self_destruct=consume
     )
     del table
-    for name, values in made.items():
-        frame[name] = values
+    if made:
+        # Joined, not assigned column by column: ``frame[name] = values`` copies each array
+        # (100 MB and a million reference counts on a 1M-row read), a join of frames does not.
+        index = pd.RangeIndex(rows)
+        frame.index = index
+        frame = pd.concat([frame, pd.DataFrame(made, index=index, copy=False)], axis=1)
     frame = frame[list(spec)]
-    frame.index = pd.RangeIndex(len(frame))
+    frame.index = pd.RangeIndex(rows)
     return frame
