@@ -222,12 +222,10 @@ def from_arrow(
         types_mapper=_TYPES_MAPPER.get, split_blocks=True, self_destruct=consume
     )
     del table
+    frame.index = pd.RangeIndex(rows)
     if made:
         # Joined, not assigned column by column: ``frame[name] = values`` copies each array
         # (100 MB and a million reference counts on a 1M-row read), a join of frames does not.
-        index = pd.RangeIndex(rows)
-        frame.index = index
-        frame = pd.concat([frame, pd.DataFrame(made, index=index, copy=False)], axis=1)
-    frame = frame[list(spec)]
-    frame.index = pd.RangeIndex(rows)
-    return frame
+        made_frame = pd.DataFrame(made, index=frame.index, copy=False)
+        frame = pd.concat([frame, made_frame], axis=1)
+    return frame[list(spec)]

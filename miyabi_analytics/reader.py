@@ -301,8 +301,9 @@ def _read_sorted(
     # row to its slot (the rows dropped as not latest to a spare one past the end): no Arrow
     # copy in order and no copy by pandas, where fresh memory is what costs (page faults).
     in_pandas = {name for name in names if convert and spec[name] == "Int64"}
-    slots = np.full(rows, len(positions), np.int64)
-    slots[positions] = np.arange(len(positions))
+    if in_pandas:
+        slots = np.full(rows, len(positions), np.int64)
+        slots[positions] = np.arange(len(positions))
 
     def reorder(index: int) -> Any:
         column = unsorted[index]
