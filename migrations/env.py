@@ -7,7 +7,7 @@ from sqlalchemy import Connection
 
 from miyabi_analytics._db.engine import connect
 from miyabi_analytics._db.migrate import run_locked
-from miyabi_analytics._db.schema import metadata
+from miyabi_analytics._db.schema import include_object, metadata
 
 config = context.config
 
@@ -16,6 +16,7 @@ def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        include_object=include_object,
         compare_type=True,
         render_as_batch=connection.dialect.name == "sqlite",
         transaction_per_migration=False,

@@ -428,8 +428,8 @@ def business_metrics(
     ``sum_estimated_revenue_usd``, ``sum_reach_estimate`` (``Int64``, exact; ``<NA>`` where no
     row of the group reported that metric), ``mean_growth_rate_percent``,
     ``mean_conversion_rate``, ``mean_engagement_score``, ``mean_roi_percent`` (``float64``).
-    Each execution counts once, with its latest analytics row (latest ``created_at``, then
-    greatest ``id``, as in the summary view). A sum beyond the ``bigint`` range fails in the
+    Each execution counts once, with its latest analytics row (latest ``created_at``, then the
+    last written, as in the summary view). A sum beyond the ``bigint`` range fails in the
     database on both dialects.
     """
     return business_metrics_with_unstarted(

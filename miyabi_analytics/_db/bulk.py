@@ -112,6 +112,11 @@ def insert_rows(conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]])
     PostgreSQL: binary COPY; into a table under row-level security for this role (revision
     0003, any role but a superuser or BYPASSRLS one), which COPY FROM refuses, COPY into a
     temporary table and one ``INSERT ... SELECT``, so the policies check every row.
+
+    The columns are the models', so the write order (revision 0007: ``seq`` on PostgreSQL, the
+    rowid on SQLite) is never supplied: the database numbers the rows in the order they come.
+    The staged ``SELECT`` reads its temporary table in the order it was filled (a plain scan:
+    temporary tables are never scanned in parallel or from a synchronised start).
     """
     names = [c.name for c in table.columns]
     if conn.dialect.name == "postgresql":

@@ -14,8 +14,10 @@ compute what they need with the same definitions as the view (revision ``0001_in
   microsecond digits, as integers, divided once (``julianday`` would round to milliseconds).
 - :func:`agent_category_of`: the category ``CASE`` with the constants inlined, so it is the same
   text in ``SELECT`` and ``GROUP BY``.
+- :func:`write_order`: the order rows of ``business_agent_analytics`` and
+  ``agent_execution_logs`` were inserted in (revision ``0007_write_order``).
 - :func:`is_latest_analytics`: the analytics row that the view picks for its execution (latest
-  ``created_at``, then greatest ``id``), as an anti-join usable in a ``WHERE``.
+  ``created_at``, then last written), as an anti-join usable in a ``WHERE``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    ColumnClause,
     ColumnElement,
     Float,
     FromClause,
@@ -38,9 +42,16 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from miyabi_analytics._db.schema import WRITE_ORDER
 from miyabi_analytics.agents import AGENT_TYPES, agent_category
 
-__all__ = ["DurationSeconds", "agent_category_of", "is_latest_analytics"]
+__all__ = [
+    "DurationSeconds",
+    "WriteOrder",
+    "agent_category_of",
+    "is_latest_analytics",
+    "write_order",
+]
 
 
 class DurationSeconds(FunctionElement[float]):
@@ -102,16 +113,48 @@ def agent_category_of(agent_type: ColumnElement[str]) -> ColumnElement[str]:
     )
 
 
+class WriteOrder(ColumnClause[int]):
+    """The write order of a row of ``source``: PostgreSQL's ``seq`` column, SQLite's ``rowid``.
+
+    Both are assigned by the database as the row is inserted, greater than every row's before
+    it, whoever writes (see :data:`~miyabi_analytics._db.schema.WRITE_ORDER`). Only the tables
+    with an order column (and their aliases) have one. Label it where it is selected: the two
+    databases name it differently.
+    """
+
+    inherit_cache = True
+
+    def __init__(self, source: FromClause) -> None:
+        super().__init__(WRITE_ORDER, BigInteger(), _selectable=source)
+
+
+@compiles(WriteOrder, "sqlite")
+def _sqlite_write_order(element: WriteOrder, compiler: SQLCompiler, **kw: Any) -> str:
+    # No INTEGER PRIMARY KEY aliases it, so an insert takes the largest rowid + 1; VACUUM and
+    # table rebuilds copy rows in rowid order, so the order survives them.
+    rowid: ColumnClause[int] = ColumnClause("rowid", BigInteger(), _selectable=element.table)
+    return compiler.process(rowid, **kw)
+
+
+def write_order(source: FromClause) -> ColumnElement[int]:
+    """The order rows of ``source`` were inserted in (a table with an order column, or an alias)."""
+    return WriteOrder(source)
+
+
 def is_latest_analytics(row: FromClause, other: FromClause) -> ColumnElement[bool]:
     """True for the analytics ``row`` no ``other`` row of its execution supersedes.
 
-    ``row`` and ``other`` are two aliases of ``business_agent_analytics``.
+    ``row`` and ``other`` are two aliases of ``business_agent_analytics``. The latest row is
+    the one of the latest ``created_at``, and of those the last written.
     """
     newer = exists().where(
         other.c.execution_id == row.c.execution_id,
         or_(
             other.c.created_at > row.c.created_at,
-            and_(other.c.created_at == row.c.created_at, other.c.id > row.c.id),
+            and_(
+                other.c.created_at == row.c.created_at,
+                write_order(other) > write_order(row),
+            ),
         ),
     )
     return ~newer

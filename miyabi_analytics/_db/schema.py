@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -15,10 +17,15 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.schema import SchemaItem
 
 from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
 
-NAMING_CONVENTION = {
+# Constraints are given their short name (``name="status_known"``) and the convention makes the
+# full one (``ck_agent_executions_status_known``). A migration that spells a full name out wraps
+# it in ``op.f()``, or the convention prefixes it again: revisions 0001 and 0002 did not, and
+# 0007 renamed what they made. tests/db/test_constraint_names.py holds the database to these.
+NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
@@ -132,3 +139,32 @@ report_runs = Table(
     Index(None, "started_at"),
 )
 """One row per report run (``miyabi-analytics report``); ``parameters`` hold no password."""
+
+WRITE_ORDER: Final = "seq"
+"""The order in which rows of :data:`analytics` and :data:`logs` were inserted (revision 0007).
+
+PostgreSQL: a ``bigint`` identity column of this name that the database fills on every insert.
+SQLite: the table's ``rowid``, which needs no column. So it is not a column of the models (a
+``select(logs)`` would fail on SQLite, and writers must never supply it); it is read through
+:func:`miyabi_analytics._db.expressions.write_order`, and ``alembic check`` is told to leave it
+out (:func:`include_object`).
+"""
+
+
+def include_object(
+    item: SchemaItem,
+    name: str | None,
+    type_: str,
+    reflected: bool,
+    compare_to: SchemaItem | None,
+) -> bool:
+    """Alembic's object filter: the database's :data:`WRITE_ORDER` column is not a drift."""
+    table = getattr(item, "table", None)
+    return not (
+        type_ == "column"
+        and reflected
+        and compare_to is None
+        and name == WRITE_ORDER
+        and table is not None
+        and table.name in (analytics.name, logs.name)
+    )

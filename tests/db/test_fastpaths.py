@@ -8,6 +8,7 @@ Reads: ``read_summary`` (ADBC + Arrow on PostgreSQL, raw rows + Arrow on SQLite)
 """
 
 import dataclasses
+import itertools
 import json
 import math
 import uuid
@@ -517,9 +518,10 @@ def test_latest_of_several_analytics_rows(engine, tmp_path):
     assert simple["engagement_score"].isna().all()
 
 
-def test_latest_analytics_ties_fall_to_the_larger_id(engine, tmp_path):
-    """Analytics rows stored at one instant: the view keeps the largest id (as bytes).
+def test_latest_analytics_ties_fall_to_the_last_written(engine, tmp_path, monkeypatch):
+    """Analytics rows stored at one instant: the view keeps the one written last.
 
+    The rows get descending ids, so the old rule (the larger id) would keep the first one.
     Whole reads on PostgreSQL keep each execution's latest row themselves; every path must
     pick the row the view picks, with filters and column subsets too.
     """
@@ -532,19 +534,23 @@ def test_latest_analytics_ties_fall_to_the_larger_id(engine, tmp_path):
         for k in range(5)
     ]
     entries.append(ma.MetricsEntry(records[0].id, {"reach_estimate": 999}, T0 - timedelta(days=1)))
-    ma.ExecutionStore(engine).save_analysis_metrics_many(entries, batch_size=4)
+    countdown = itertools.count(2**128 - 1, -1)
+    with monkeypatch.context() as patched:
+        patched.setattr(uuid, "uuid4", lambda: uuid.UUID(int=next(countdown)))
+        ma.ExecutionStore(engine).save_analysis_metrics_many(entries, batch_size=4)
     with engine.connect() as conn:
         rows = conn.execute(
             select(analytics.c.execution_id, analytics.c.id, analytics.c.reach_estimate)
             .where(analytics.c.created_at == T0)
         ).all()
-    winners = {}
+    largest = {}
     for execution_id, row_id, reach in rows:
-        if execution_id not in winners or row_id.bytes > winners[execution_id][0].bytes:
-            winners[execution_id] = (row_id, reach)
+        if execution_id not in largest or row_id.bytes > largest[execution_id][0].bytes:
+            largest[execution_id] = (row_id, reach)
+    assert {reach for _, reach in largest.values()} == {10 * n for n in range(6)}
     simple = check_all_paths(engine, tmp_path)
     by_id = dict(zip(simple["id"], simple["reach_estimate"], strict=True))
-    assert by_id == {str(k): v for k, (_, v) in winners.items()}
+    assert by_id == {str(r.id): 10 * n + 4 for n, r in enumerate(records)}
     check_all_paths(engine, repository_id=records[2].repository_id)
     for columns in (["reach_estimate"], ["id", "roi_percent", "status"]):
         assert_frame_equal(
