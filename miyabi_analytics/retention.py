@@ -5,17 +5,34 @@ execution that never started goes by its ``created_at`` instead. Age alone decid
 status: a run still ``running`` after the retention period is stuck (see ``reap``).
 
 The work goes in batches (``batch_size`` executions, 5,000 by default), each one transaction:
-lock the batch's executions, write its three Parquet files (``agent_executions``,
-``business_agent_analytics``, ``agent_execution_logs``), delete the executions (``ON DELETE
-CASCADE`` removes their analytics and logs), commit. A file is written under a temporary name,
-flushed to disk and renamed into place, the executions file last, and only then is the batch
-deleted, so a crash never loses a row that is not archived.
+lock the batch's executions, write its three Parquet parts (``agent_executions``,
+``business_agent_analytics``, ``agent_execution_logs``, every column the database has), then
+its manifest, delete the executions (``ON DELETE CASCADE`` removes their analytics and logs),
+commit, and mark the batch settled. The layout of the archive directory and the rules that make
+it append-only are in :mod:`miyabi_analytics._archive_layout`; in short:
 
-Files are named ``purge-<run start, UTC>-<batch number>.<table>.parquet``. A crash between the
-files and the commit leaves a batch archived but not deleted: the next run with the same archive
-directory finds it (the newest executions file whose ids are still stored), archives those
-executions again under the same name and deletes them, then carries on. A second run after a
-complete one finds nothing to do. On SQLite the file is ``VACUUM``-ed afterwards so it shrinks.
+- the manifest commits a batch to the archive, the database commit deletes its rows; a row is
+  always in the database or in a committed batch, never in neither;
+- a run holds ``DIR/purge.lock``; a second run on the same directory is refused at once
+  (``ValidationError``, exit 2 from the command line) rather than interleaving with the first;
+- at the start of a run, under the lock: every manifest and part is checked (a damaged file
+  is refused, naming it, before anything changes); parts no manifest lists (a run killed
+  before its manifest) are removed, their rows are still in the database; a batch with a
+  manifest but not settled (a run killed before its commit, or between its commit and the
+  mark) is finished: its executions still stored whose rows equal the archived ones are
+  deleted, not archived again; those that changed since are *released* (the archived copy
+  no longer counts, the database keeps them and a later batch takes them). The cutoff does
+  not apply there: the batch was old when it was written;
+- a settled batch is never acted upon again: an execution put back into the database (see
+  :func:`miyabi_analytics.archive.restore`) is a new row, and a later purge archives it in a
+  new batch, leaving the old files as they were.
+
+On PostgreSQL a batch takes only executions no other transaction holds (``FOR UPDATE SKIP
+LOCKED``), so two purges of one database into two directories share the work instead of
+archiving a row twice. (One case no lock covers: a run into ``DIR`` killed before its commit,
+then a purge of the same database into another directory before ``DIR`` is purged again:
+both directories then hold that batch. Finish an interrupted run with its own directory.)
+On SQLite the file is ``VACUUM``-ed afterwards so it shrinks.
 """
 
 from __future__ import annotations
@@ -31,16 +48,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import (
-    JSON,
-    BigInteger,
     ColumnElement,
     Connection,
     Engine,
-    Integer,
-    Numeric,
     Table,
     and_,
     bindparam,
@@ -53,24 +64,30 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.exc import OperationalError
 
+from miyabi_analytics import _archive_layout as layout
+from miyabi_analytics._archive_parts import (
+    ArchivedTable,
+    read_part,
+    reflect_tables,
+    sha256,
+    stream_part,
+    to_arrow,
+)
 from miyabi_analytics._db.schema import analytics, executions, logs
 from miyabi_analytics._db.tx import begin
-from miyabi_analytics._db.types import UtcDateTime, UuidText, strict_json_dumps
 from miyabi_analytics._durations import as_duration
 from miyabi_analytics._validate import as_int
+from miyabi_analytics.archive import archived_executions, read_archive, restore
 from miyabi_analytics.errors import ValidationError
 
-__all__ = ["PurgeReport", "purge"]
+__all__ = ["PurgeReport", "archived_executions", "purge", "read_archive", "restore"]
 
 log = logging.getLogger("miyabi_analytics.retention")
 
 DEFAULT_BATCH_SIZE: Final = 5_000
 MAX_BATCH_SIZE: Final = 1_000_000
-# Children first, the executions file last: its presence means the batch's files are complete.
-ARCHIVED: Final = (analytics, logs, executions)
-_SUFFIX: Final = ".parquet"
-_PARTIAL: Final = ".partial"
 _CHUNK: Final = 20_000
+_COUNTED: Final = {"analytics": analytics.name, "logs": logs.name, "executions": executions.name}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +101,13 @@ class PurgeReport:
     logs: int = 0
     batches: int = 0
     resumed: int = 0
-    """Executions of an interrupted earlier run's batch, archived again and deleted now."""
+    """Executions of an interrupted earlier run's batch, deleted now (already archived)."""
     archive_files: tuple[Path, ...] = field(default=())
     vacuumed: bool = False
+    orphans_removed: int = 0
+    """Parts of a batch an earlier run did not commit (no manifest), removed."""
+    released: int = 0
+    """Executions of an interrupted batch that changed since: kept in the database."""
 
     def __str__(self) -> str:
         verb = "would purge" if self.dry_run else "purged"
@@ -113,9 +134,13 @@ def purge(
 ) -> PurgeReport:
     """Archive (if ``archive_dir``) and delete executions older than ``older_than``.
 
-    See the module docstring for what "older" means, the batches, the archive files and how an
+    See the module docstring for what "older" means, the batches, the archive and how an
     interrupted run is finished. ``dry_run`` counts what would go and changes nothing (no
     directory or file either). Returns a :class:`PurgeReport`.
+
+    Raises:
+        ValidationError: bad arguments; ``archive_dir`` not usable, holding a damaged file
+            (named in the message), or being written by another purge. Nothing is changed.
     """
     if not isinstance(engine, Engine):
         raise ValidationError("engine", engine, "expected a SQLAlchemy Engine")
@@ -126,49 +151,31 @@ def purge(
     old = _old(cutoff)
     if dry_run:
         return _count(engine, old, cutoff)
-
-    archive = None if archive_dir is None else _archive_dir(archive_dir)
-    files: list[Path] = []
-    totals = {"executions": 0, "analytics": 0, "logs": 0}
-    resumed = batches = 0
-    if archive is not None:
-        unfinished = _unfinished_batch(engine, archive)
-        if unfinished is not None:
-            name, ids = unfinished
-            log.warning("finishing interrupted purge batch %s (%d executions)", name, len(ids))
-            which = executions.c.id.in_(_ids(engine, ids))
-            counts = _purge_batch(engine, which, len(ids), archive, name, files)
-            resumed = counts["executions"]
-            _add(totals, counts)
-    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    while True:
-        name = f"purge-{stamp}-{batches + 1:05d}"
-        counts = _purge_batch(engine, old, size, archive, name, files)
-        if not counts["executions"]:
-            break
-        batches += 1
-        _add(totals, counts)
-    vacuumed = totals["executions"] > 0 and _vacuum_sqlite(engine)
-    return PurgeReport(
-        cutoff=cutoff,
-        dry_run=False,
-        batches=batches,
-        resumed=resumed,
-        archive_files=tuple(files),
-        vacuumed=vacuumed,
-        **totals,
-    )
+    if archive_dir is None:
+        run = _Run(engine, None, {})
+        run.batches(old, size, "")
+        return run.report(cutoff)
+    directory = layout.prepare(archive_dir)
+    with layout.locked(directory):
+        found = layout.scan(directory)  # refuses a damaged archive before anything changes
+        with begin(engine) as conn:
+            tables = reflect_tables(conn)
+        batches, orphans = layout.tidy(directory, found)
+        if orphans:
+            log.warning("removed %d parts of a purge batch that was never committed", orphans)
+        run = _Run(engine, directory, tables, orphans_removed=orphans)
+        for batch in batches:
+            if not batch.settled:
+                run.finish(batch)
+        stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+        run.batches(old, size, f"purge-{stamp}-{uuid.uuid4().hex[:8]}")
+        return run.report(cutoff)
 
 
 def _old(cutoff: datetime) -> ColumnElement[bool]:
     c = executions.c
     # Two indexed ranges (started_at, created_at) rather than coalesce(), which no index serves.
     return or_(c.started_at < cutoff, and_(c.started_at.is_(None), c.created_at < cutoff))
-
-
-def _add(totals: dict[str, int], counts: dict[str, int]) -> None:
-    for key in totals:
-        totals[key] += counts[key]
 
 
 def _count(engine: Engine, old: ColumnElement[bool], cutoff: datetime) -> PurgeReport:
@@ -199,162 +206,170 @@ def _ids(bind: Engine | Connection, ids: Sequence[uuid.UUID]) -> Any:
     return select(listed.c.value)
 
 
-def _purge_batch(
-    engine: Engine,
-    which: ColumnElement[bool],
-    size: int,
-    archive: Path | None,
-    name: str,
-    files: list[Path],
-) -> dict[str, int]:
-    """One transaction: lock up to ``size`` matching executions, archive them, delete them."""
-    with begin(engine, write=True) as conn:
-        chosen = select(executions.c.id).where(which).limit(size)
-        if conn.dialect.name == "postgresql":
-            # Locked until commit: a log or metrics insert aimed at them waits, then fails its
-            # foreign key, rather than slipping in between the archive and the delete.
-            chosen = chosen.with_for_update()
-        ids = list(conn.execute(chosen).scalars())
-        if not ids:
-            return {"executions": 0, "analytics": 0, "logs": 0}
-        keys = _ids(conn, ids)
-        if archive is not None:
-            counts = {
-                key: _archive_table(conn, table, keys, archive, name, files)
-                for key, table in zip(("analytics", "logs", "executions"), ARCHIVED, strict=True)
-            }
-        else:
-            counts = {
-                "analytics": _count_children(conn, analytics, keys),
-                "logs": _count_children(conn, logs, keys),
-                "executions": len(ids),
-            }
-        deleted = conn.execute(delete(executions).where(executions.c.id.in_(keys))).rowcount
-        assert deleted == len(ids), (deleted, len(ids))  # the rows are locked
-    return counts
-
-
 def _count_children(conn: Connection, table: Table, keys: Any) -> int:
     stmt = select(func.count()).select_from(table).where(table.c.execution_id.in_(keys))
     count: int = conn.execute(stmt).scalar_one()
     return count
 
 
-# -- archive files ------------------------------------------------------------------------------
+class _Run:
+    """One purge run's work and running totals."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        directory: Path | None,
+        tables: dict[str, ArchivedTable],
+        orphans_removed: int = 0,
+    ) -> None:
+        self.engine = engine
+        self.directory = directory
+        self.tables = tables
+        self.totals = dict.fromkeys(_COUNTED, 0)
+        self.files: list[Path] = []
+        self.count = 0
+        self.resumed = 0
+        self.released = 0
+        self.orphans_removed = orphans_removed
+
+    def report(self, cutoff: datetime) -> PurgeReport:
+        vacuumed = self.totals["executions"] > 0 and _vacuum_sqlite(self.engine)
+        return PurgeReport(
+            cutoff=cutoff,
+            dry_run=False,
+            batches=self.count,
+            resumed=self.resumed,
+            archive_files=tuple(self.files),
+            vacuumed=vacuumed,
+            orphans_removed=self.orphans_removed,
+            released=self.released,
+            **self.totals,
+        )
+
+    def batches(self, old: ColumnElement[bool], size: int, prefix: str) -> None:
+        while self.batch(old, size, f"{prefix}-{self.count + 1:05d}"):
+            self.count += 1
+
+    def batch(self, which: ColumnElement[bool], size: int, name: str) -> bool:
+        """One transaction: lock up to ``size`` old executions, archive them, delete them.
+
+        With an archive: the parts, then the manifest, are on disk before the delete is sent;
+        the batch is marked settled once the delete has committed.
+        """
+        batch: layout.Batch | None = None
+        with begin(self.engine, write=True) as conn:
+            chosen = select(executions.c.id).where(which).limit(size)
+            if conn.dialect.name == "postgresql":
+                # Locked until commit: a log or metrics insert aimed at them waits, then fails
+                # its foreign key, rather than slipping in between the archive and the delete.
+                # SKIP LOCKED: rows another purge has taken are its to archive, not ours.
+                chosen = chosen.with_for_update(skip_locked=True)
+            ids = list(conn.execute(chosen).scalars())
+            if not ids:
+                return False
+            keys = _ids(conn, ids)
+            if self.directory is not None:
+                parts = [self._write_part(conn, t, keys, name) for t in self.tables.values()]
+                rows = {p.table: p.rows for p in parts}
+                counts = {key: rows[table] for key, table in _COUNTED.items()}
+                batch = layout.Batch(name, tuple(ids), {p.table: p for p in parts})
+                layout.write_manifest(self.directory, batch)
+            else:
+                counts = {
+                    "analytics": _count_children(conn, analytics, keys),
+                    "logs": _count_children(conn, logs, keys),
+                    "executions": len(ids),
+                }
+            deleted = conn.execute(delete(executions).where(executions.c.id.in_(keys))).rowcount
+            assert deleted == len(ids), (deleted, len(ids))  # the rows are locked
+        if self.directory is not None and batch is not None:
+            layout.settle(self.directory, batch, len(ids), ())
+        for key in self.totals:
+            self.totals[key] += counts[key]
+        return True
+
+    def _write_part(
+        self, conn: Connection, archived: ArchivedTable, keys: Any, name: str
+    ) -> layout.Part:
+        assert self.directory is not None
+        path = self.directory / f"{name}.{archived.name}.parquet"
+        rows = 0
+
+        def write(temp: Path) -> None:
+            nonlocal rows
+            rows = stream_part(conn, archived, keys, temp, _CHUNK)
+
+        layout.write_atomic(path, write)
+        self.files.append(path)
+        return layout.Part(archived.name, path, rows, sha256(path))
+
+    def finish(self, batch: layout.Batch) -> None:
+        """Settle a batch an earlier run committed to the archive but may not have deleted.
+
+        Its executions still stored (and not restored since) are deleted if their rows, and
+        their analytics and logs, equal the archived ones: the archive has them already. Those
+        that differ changed after the batch was written: the database keeps them, the batch
+        releases its copy.
+        """
+        assert self.directory is not None
+        pending = [i for i in batch.executions if i not in batch.withdrawn]
+        same: list[uuid.UUID] = []
+        present: list[uuid.UUID] = []
+        with begin(self.engine, write=True) as conn:
+            if pending:
+                stmt = select(executions.c.id).where(executions.c.id.in_(_ids(conn, pending)))
+                if conn.dialect.name == "postgresql":
+                    stmt = stmt.with_for_update()
+                present = list(conn.execute(stmt).scalars())
+            if present:
+                same = self._unchanged(conn, batch, present)
+            if same:
+                keys = _ids(conn, same)
+                self.totals["analytics"] += _count_children(conn, analytics, keys)
+                self.totals["logs"] += _count_children(conn, logs, keys)
+                conn.execute(delete(executions).where(executions.c.id.in_(keys)))
+        released = sorted(set(present) - set(same))
+        if same or released:
+            log.warning(
+                "finished interrupted purge batch %s: deleted %d executions it archived, "
+                "released %d that changed since",
+                batch.name,
+                len(same),
+                len(released),
+            )
+        layout.settle(self.directory, batch, len(same), released)
+        self.resumed += len(same)
+        self.totals["executions"] += len(same)
+        self.released += len(released)
+
+    def _unchanged(
+        self, conn: Connection, batch: layout.Batch, ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        """The executions among ``ids`` whose stored rows are all exactly the archived ones."""
+        assert self.directory is not None
+        keys = _ids(conn, ids)
+        differ: set[str] = set()
+        for archived in self.tables.values():
+            part = batch.parts[archived.name]
+            key = archived.key.name
+            kept = read_part(self.directory, part.path, part.sha256, key, ids)
+            stored = to_arrow(
+                archived,
+                conn.execute(select(archived.table).where(archived.key.in_(keys))).all(),
+            )
+            if kept.column_names != stored.column_names:
+                return []  # the table changed shape since: release them all
+            mine = _grouped(kept.to_pylist(), key)
+            theirs = _grouped(stored.to_pylist(), key)
+            differ.update(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+        return [i for i in ids if str(i) not in differ]
 
 
-def _archive_dir(path: str | os.PathLike[str]) -> Path:
-    directory = Path(path)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValidationError("archive_dir", str(path), f"cannot create it: {exc}") from exc
-    if not os.access(directory, os.W_OK):
-        raise ValidationError("archive_dir", str(path), "not writable")
-    for stale in directory.glob(f".purge-*{_SUFFIX}{_PARTIAL}"):
-        stale.unlink(missing_ok=True)  # a crash while writing; the batch was not deleted
-    return directory
-
-
-def _file(archive: Path, name: str, table: Table) -> Path:
-    return archive / f"{name}.{table.name}{_SUFFIX}"
-
-
-def _unfinished_batch(engine: Engine, archive: Path) -> tuple[str, list[uuid.UUID]] | None:
-    """The newest batch whose executions file exists but whose executions are still stored."""
-    marker = f".{executions.name}{_SUFFIX}"
-    newest = sorted(archive.glob(f"purge-*{marker}"))
-    if not newest:
-        return None
-    name = newest[-1].name.removesuffix(marker)
-    archived = pq.read_table(newest[-1], columns=["id"]).column("id").to_pylist()
-    ids = [uuid.UUID(text) for text in archived]
-    if not ids:
-        return None
-    with begin(engine) as conn:
-        stmt = select(executions.c.id).where(executions.c.id.in_(_ids(conn, ids)))
-        stored = list(conn.execute(stmt).scalars())
-    return (name, stored) if stored else None
-
-
-def _arrow_type(column: Any) -> pa.DataType:
-    kind = column.type
-    if isinstance(kind, UuidText):
-        return pa.string()
-    if isinstance(kind, UtcDateTime):
-        return pa.timestamp("us", tz="UTC")
-    if isinstance(kind, BigInteger):
-        return pa.int64()
-    if isinstance(kind, Integer):
-        return pa.int32()
-    if isinstance(kind, Numeric):
-        return pa.float64()
-    return pa.string()  # text, varchar, and JSON documents as their JSON text
-
-
-def _encoder(column: Any) -> Any:
-    kind = column.type
-    if isinstance(kind, UuidText):
-        return str
-    if isinstance(kind, JSON) or "JSON" in type(kind).__name__.upper():
-        return strict_json_dumps
-    return None
-
-
-def _archive_table(
-    conn: Connection, table: Table, keys: Any, archive: Path, name: str, files: list[Path]
-) -> int:
-    """Write the table's rows of the batch to ``<name>.<table>.parquet``; returns the row count.
-
-    Rows are streamed in chunks, so an execution with very many log lines costs no more memory
-    than a chunk.
-    """
-    key = table.c.id if table is executions else table.c.execution_id
-    stmt = (
-        select(table)
-        .where(key.in_(keys))
-        .order_by(table.c.id)
-        .execution_options(stream_results=True, yield_per=_CHUNK)
-    )
-    schema = pa.schema([(c.name, _arrow_type(c)) for c in table.columns])
-    encoders = [_encoder(c) for c in table.columns]
-    target = _file(archive, name, table)
-    partial = target.with_name(f".{target.name}{_PARTIAL}")
-    count = 0
-    try:
-        result = conn.execute(stmt)
-        with pq.ParquetWriter(partial, schema, compression="zstd") as writer:
-            for rows in result.partitions():
-                columns = []
-                for position, encode in enumerate(encoders):
-                    values = [row[position] for row in rows]
-                    if encode is not None:
-                        values = [None if v is None else encode(v) for v in values]
-                    columns.append(pa.array(values, type=schema.field(position).type))
-                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-                count += len(rows)
-        with partial.open("rb") as written:
-            os.fsync(written.fileno())
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
-    _fsync_dir(archive)
-    if target not in files:
-        files.append(target)
-    return count
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _grouped(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, dict[str, Any]]]:
+    grouped: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(str(row[key]), {})[str(row["id"])] = row
+    return grouped
 
 
 # -- SQLite: give the space back ----------------------------------------------------------------

@@ -1,0 +1,225 @@
+"""The Parquet parts of a purge archive: which columns, their Arrow types, writing and reading.
+
+The columns are the table's columns *as the database has them* (reflected at the start of a
+run), not a list kept here: a column that a later migration adds (or that an upstream Miyabi
+database has and this package does not know) is archived and restored too. Columns this
+package knows keep their types from :mod:`miyabi_analytics._db.schema` (uuids and timestamps
+behave the same on both databases that way); the others take the reflected type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    Table,
+    Uuid,
+    inspect,
+    select,
+)
+
+from miyabi_analytics._db.schema import analytics, executions, logs
+from miyabi_analytics._db.types import UtcDateTime, UuidText, json_loads, strict_json_dumps
+from miyabi_analytics.errors import ValidationError
+
+BASE_TABLES: Final = (analytics, logs, executions)
+"""Children first, executions last (the order a batch writes its parts in)."""
+
+_Encode = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedTable:
+    """One table as a run archives it: the database's columns with their Arrow codecs."""
+
+    table: Table
+    schema: pa.Schema
+    encoders: tuple[_Encode, ...]
+    generated: frozenset[str]
+    """Columns the database fills in itself (identity, computed): restore leaves them to it."""
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def key(self) -> Column[Any]:
+        """The execution id column (``id`` of executions, ``execution_id`` of the children)."""
+        return self.table.c.id if self.name == executions.name else self.table.c.execution_id
+
+
+def reflect_tables(conn: Connection) -> dict[str, ArchivedTable]:
+    """The three archived tables with the columns the database has now, by table name."""
+    inspector = inspect(conn)
+    found: dict[str, ArchivedTable] = {}
+    for base in BASE_TABLES:
+        columns: list[Column[Any]] = []
+        codecs: list[tuple[str, pa.DataType, _Encode]] = []
+        generated: set[str] = set()
+        for info in inspector.get_columns(base.name):
+            name = info["name"]
+            known = name in base.c
+            kind = base.c[name].type if known else info["type"]
+            columns.append(Column(name, kind, primary_key=name == "id"))
+            codecs.append((name, *_codec(kind, known)))
+            if info.get("identity") or info.get("computed"):
+                generated.add(name)
+        table = Table(base.name, MetaData(), *columns)
+        found[base.name] = ArchivedTable(
+            table=table,
+            schema=pa.schema([(name, kind) for name, kind, _ in codecs]),
+            encoders=tuple(encode for _, _, encode in codecs),
+            generated=frozenset(generated),
+        )
+    return found
+
+
+def _codec(kind: Any, known: bool) -> tuple[pa.DataType, _Encode]:
+    """The Arrow type of a column and how a Python value becomes one (None: as it is)."""
+    if isinstance(kind, UuidText | Uuid):
+        return pa.string(), str
+    if isinstance(kind, UtcDateTime | DateTime):
+        return pa.timestamp("us", tz="UTC"), None
+    if isinstance(kind, Boolean):
+        return pa.bool_(), None
+    if isinstance(kind, BigInteger) or (isinstance(kind, Integer) and not known):
+        return pa.int64(), None  # a column we do not know may hold any 64-bit integer
+    if isinstance(kind, Integer):
+        return pa.int32(), None
+    if isinstance(kind, Numeric | Float):
+        return pa.float64(), float
+    if isinstance(kind, JSON) or "JSON" in type(kind).__name__.upper():
+        return pa.string(), strict_json_dumps  # JSON documents as their JSON text
+    if isinstance(kind, LargeBinary):
+        return pa.binary(), bytes
+    return pa.string(), str  # text and varchar; anything else as its text
+
+
+def to_arrow(archived: ArchivedTable, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Rows (in the table's column order) as an Arrow table of the archive's schema."""
+    arrays = []
+    for position, encode in enumerate(archived.encoders):
+        values = [row[position] for row in rows]
+        if encode is not None:
+            values = [None if v is None else encode(v) for v in values]
+        arrays.append(pa.array(values, type=archived.schema.field(position).type))
+    return pa.Table.from_arrays(arrays, schema=archived.schema)
+
+
+def stream_part(
+    conn: Connection, archived: ArchivedTable, keys: Any, temp: Path, chunk: int
+) -> int:
+    """Write the rows of the executions ``keys`` selects to ``temp``; returns the row count.
+
+    Rows are streamed in chunks, so an execution with very many log lines costs no more memory
+    than a chunk. The caller renames the file into place once it is on disk.
+    """
+    table = archived.table
+    stmt = (
+        select(table)
+        .where(archived.key.in_(keys))
+        .order_by(table.c.id)
+        .execution_options(stream_results=True, yield_per=chunk)
+    )
+    count = 0
+    result = conn.execute(stmt)
+    with pq.ParquetWriter(temp, archived.schema, compression="zstd") as writer:
+        for rows in result.partitions():
+            writer.write_table(to_arrow(archived, rows))
+            count += len(rows)
+    return count
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256, hex (stored in the manifest, checked whenever a part is read)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_file(path: Path) -> None:
+    """Flush the file's content to disk."""
+    with path.open("rb") as written:
+        os.fsync(written.fileno())
+
+
+def footer_rows(directory: Path, path: Path) -> int:
+    """The row count in the file's Parquet footer; a file that has none is refused."""
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise unreadable(directory, path, exc) from exc
+
+
+def read_part(
+    directory: Path, path: Path, digest: str | None, key: str, ids: Iterable[uuid.UUID]
+) -> pa.Table:
+    """The part's rows of the given executions, after checking the file's checksum."""
+    try:
+        if digest is not None and sha256(path) != digest:
+            raise ValueError("its content does not match the checksum in its manifest")
+        table = pq.read_table(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise unreadable(directory, path, exc) from exc
+    wanted = pa.array([str(i) for i in ids], type=pa.string())
+    return table.filter(pc.is_in(table.column(key), value_set=wanted))
+
+
+def unreadable(directory: Path, path: Path, exc: BaseException) -> ValidationError:
+    """The refusal for a damaged archive file: one line naming the file; nothing was changed."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return ValidationError(
+        "archive_dir",
+        str(directory),
+        f"cannot read {path}: {lines[0]}; nothing was purged or restored",
+    )
+
+
+def from_arrow(archived: ArchivedTable, part: pa.Table) -> list[dict[str, Any]]:
+    """Archived rows as values to insert into the table as it is now (for ``restore``).
+
+    Every column that both the archive and the table have comes back, except those the
+    database generates (an identity column numbers the restored row anew, as any new row).
+    """
+    names = [
+        c.name
+        for c in archived.table.columns
+        if c.name in part.column_names and c.name not in archived.generated
+    ]
+    decoders = {name: _decoder(archived.table.c[name].type) for name in names}
+    rows: list[dict[str, Any]] = part.select(names).to_pylist()
+    for row in rows:
+        for name, decode in decoders.items():
+            if decode is not None and row[name] is not None:
+                row[name] = decode(row[name])
+    return rows
+
+
+def _decoder(kind: Any) -> _Encode:
+    if isinstance(kind, UuidText | Uuid):
+        return uuid.UUID
+    if isinstance(kind, JSON) or "JSON" in type(kind).__name__.upper():
+        return json_loads
+    return None

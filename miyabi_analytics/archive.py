@@ -1,0 +1,135 @@
+"""Reading a purge archive back, and putting archived executions back into the database.
+
+An archive directory (``purge --archive DIR``) is append-only: files are added, never changed
+(see :mod:`miyabi_analytics._archive_layout`). What it holds is what its manifests list, less
+what was taken out again: for each execution the newest batch listing it decides, and its copy
+counts unless it was restored from there (or released: the database kept a newer version). Read
+it with :func:`read_archive` rather than by globbing the Parquet files, which also shows earlier
+copies of executions that were restored and purged again.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+from sqlalchemy import Engine, insert, select
+
+from miyabi_analytics import _archive_layout as layout
+from miyabi_analytics._archive_parts import (
+    BASE_TABLES,
+    from_arrow,
+    read_part,
+    reflect_tables,
+)
+from miyabi_analytics._db.schema import executions
+from miyabi_analytics._db.tx import begin
+from miyabi_analytics._validate import as_uuid
+from miyabi_analytics.errors import ValidationError
+
+__all__ = ["archived_executions", "read_archive", "restore"]
+
+
+def archived_executions(archive_dir: str | os.PathLike[str]) -> dict[uuid.UUID, str]:
+    """Each execution the archive holds, with the name of the batch whose copy counts."""
+    directory = _existing(archive_dir)
+    copies = layout.current_copies(layout.batches(directory, layout.scan(directory)))
+    return {execution_id: batch.name for execution_id, batch in copies.items()}
+
+
+def read_archive(
+    archive_dir: str | os.PathLike[str],
+    execution_ids: Iterable[uuid.UUID | str] | None = None,
+) -> dict[str, pa.Table]:
+    """The archived rows that count, as one Arrow table per database table (by its name).
+
+    Every part read is checked against the checksum in its manifest. ``execution_ids`` limits
+    the result to those executions (and their analytics and logs); it reads the whole archive
+    into memory otherwise, so for a large archive pass the ids, or read the parts a manifest
+    lists with ``pyarrow.dataset``. Columns that only later batches have are null in earlier
+    ones.
+    """
+    directory = _existing(archive_dir)
+    copies = layout.current_copies(layout.batches(directory, layout.scan(directory)))
+    if execution_ids is not None:
+        wanted = {as_uuid("execution_ids", i) for i in execution_ids}
+        copies = {i: b for i, b in copies.items() if i in wanted}
+    return _read(directory, copies)
+
+
+def _read(directory: Path, copies: dict[uuid.UUID, layout.Batch]) -> dict[str, pa.Table]:
+    by_batch: dict[str, tuple[layout.Batch, list[uuid.UUID]]] = {}
+    for execution_id, batch in copies.items():
+        by_batch.setdefault(batch.name, (batch, []))[1].append(execution_id)
+    result: dict[str, pa.Table] = {}
+    for base in BASE_TABLES:
+        key = "id" if base is executions else "execution_id"
+        pieces = [
+            read_part(directory, part.path, part.sha256, key, ids)
+            for batch, ids in by_batch.values()
+            for part in [batch.parts[base.name]]
+        ]
+        if pieces:
+            result[base.name] = pa.concat_tables(pieces, promote_options="permissive")
+        else:
+            result[base.name] = pa.table({c.name: pa.array([], pa.null()) for c in base.columns})
+    return result
+
+
+def restore(
+    engine: Engine, archive_dir: str | os.PathLike[str], execution_ids: Iterable[uuid.UUID | str]
+) -> int:
+    """Put archived executions back into the database, with their analytics and logs.
+
+    Every archived column that the table still has comes back, except a column the database
+    generates itself (an identity column numbers the restored row anew). The executions are
+    withdrawn from the archive (a ``restored`` file records it, the parts stay as they are):
+    they are in the database again, and a later purge archives them in a new batch.
+    All or nothing, in one transaction. Returns the number of executions restored.
+
+    Raises:
+        ValidationError: an id that is not a UUID, not in the archive, or already stored; a
+            damaged archive file; another purge or restore writing to the directory.
+    """
+    if not isinstance(engine, Engine):
+        raise ValidationError("engine", engine, "expected a SQLAlchemy Engine")
+    if isinstance(execution_ids, str | uuid.UUID):
+        raise ValidationError("execution_ids", execution_ids, "expected a collection of ids")
+    wanted = sorted({as_uuid("execution_ids", i) for i in execution_ids})
+    directory = _existing(archive_dir)
+    with layout.locked(directory):
+        copies = layout.current_copies(layout.batches(directory, layout.scan(directory)))
+        with begin(engine, write=True) as conn:
+            stmt = select(executions.c.id).where(executions.c.id.in_(wanted))
+            stored = sorted(conn.execute(stmt).scalars())
+            if stored:
+                reason = "already stored; nothing was restored"
+                raise ValidationError("execution_ids", str(stored[0]), reason)
+            missing = [i for i in wanted if i not in copies]
+            if missing:
+                raise ValidationError("execution_ids", str(missing[0]), "not in the archive")
+            chosen = {i: copies[i] for i in wanted}
+            rows = _read(directory, chosen)
+            tables = reflect_tables(conn)
+            for base in reversed(BASE_TABLES):  # executions first: the others refer to them
+                values = from_arrow(tables[base.name], rows[base.name])
+                if values:
+                    conn.execute(insert(tables[base.name].table), values)
+        by_batch: dict[str, tuple[layout.Batch, list[uuid.UUID]]] = {}
+        for execution_id, batch in chosen.items():
+            by_batch.setdefault(batch.name, (batch, []))[1].append(execution_id)
+        for batch, ids in by_batch.values():
+            layout.record_restored(directory, batch, ids)
+    return len(wanted)
+
+
+def _existing(archive_dir: str | os.PathLike[str]) -> Path:
+    if not isinstance(archive_dir, str | os.PathLike):
+        raise ValidationError("archive_dir", archive_dir, "expected a path")
+    directory = Path(archive_dir)
+    if not directory.is_dir():
+        raise ValidationError("archive_dir", str(archive_dir), "no such directory")
+    return directory
