@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from miyabi_analytics._partial_periods import PartialPeriod, mark_partial_periods, partial_periods
 from miyabi_analytics.agents import AGENT_CATEGORIES, AGENT_TYPES
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.records import ExecutionStatus
@@ -26,9 +27,12 @@ __all__ = [
     "AGENT_COLORS",
     "CATEGORY_COLORS",
     "NO_DATA",
+    "PartialPeriod",
     "business_over_time",
     "duration_figure",
     "failures_over_time",
+    "mark_partial_periods",
+    "partial_periods",
     "quality_trend_figure",
     "roi_vs_quality",
     "status_overview",

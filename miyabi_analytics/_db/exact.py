@@ -1,0 +1,137 @@
+"""Integer SQL for the aggregates, so both databases hand back the same exact numbers.
+
+Floating-point sums depend on the order rows are added in and on how each database rounds:
+SQLite adds ``REAL`` values one by one in double precision, PostgreSQL averages ``numeric``
+exactly and then rounds to 16 significant digits before the cast to ``double precision``, and
+its ``double precision`` sums run in yet another order. The last bits of a mean then differ
+between the two. So the aggregates ask the database only for integers, which both add exactly,
+and divide once in Python (:mod:`miyabi_analytics.aggregates._exact`):
+
+- :func:`cents`: a ``numeric(p, 2)`` value as whole cents, ``CAST(round(x * 100) AS BIGINT)``.
+  PostgreSQL's ``numeric`` is exact already; SQLite holds the column as a ``REAL`` (33.33 is
+  33.3299999...), whose product with 100 rounds to the right integer.
+- :class:`DurationMicros`: ``completed - started`` in whole microseconds.
+- :class:`ExactSum`: ``SUM`` of an integer expression that never overflows. PostgreSQL's
+  ``sum(bigint)`` is a ``numeric``; SQLite's ``sum()`` raises "integer overflow" past 64 bits,
+  so there the sum is taken of the high and the low 32 bits of each value apart (each half sum
+  fits in 64 bits for up to 2**31 rows) and joined in Python. Either way the result is the exact
+  Python ``int``; what is done when it does not fit a column is the caller's choice.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlalchemy import BigInteger, ColumnElement, Dialect, cast, func, literal
+from sqlalchemy.exc import CompileError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import String, TypeDecorator
+
+__all__ = ["DurationMicros", "ExactInteger", "ExactSum", "cents"]
+
+_HALF: Final = 32
+_LOW_MASK: Final = (1 << _HALF) - 1
+
+
+def cents(value: ColumnElement[Any]) -> ColumnElement[int]:
+    """``CAST(round(value * 100) AS BIGINT)``: a two-decimal number as an exact integer."""
+    hundred = literal(100, BigInteger, literal_execute=True)
+    return cast(func.round(value * hundred), BigInteger)
+
+
+class ExactInteger(TypeDecorator[int]):
+    """The result of :class:`ExactSum`: PostgreSQL's ``numeric`` or SQLite's ``"hi lo"``."""
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite: "<sum of high halves> <sum of low halves>"
+            high, low = value.split(" ")
+            return (int(high) << _HALF) + int(low)
+        if isinstance(value, Decimal) and value != value.to_integral_value():
+            raise ValueError(f"an integer sum came back as {value}")
+        return int(value)
+
+
+class ExactSum(FunctionElement[int]):
+    """``SUM(<integer expression>)`` as an exact Python ``int`` (``None`` over no values)."""
+
+    type = ExactInteger()
+    name = "exact_sum"
+    inherit_cache = True
+
+    def __init__(self, value: ColumnElement[Any]) -> None:
+        super().__init__(value)
+
+
+@compiles(ExactSum)
+def _unsupported_sum(element: ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
+    raise CompileError(f"ExactSum is not implemented for {compiler.dialect.name}")
+
+
+@compiles(ExactSum, "postgresql")
+def _pg_sum(element: ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
+    (value,) = element.clauses.clauses
+    return f"sum({compiler.process(value, **kw)})"
+
+
+@compiles(ExactSum, "sqlite")
+def _sqlite_sum(element: ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
+    (value,) = element.clauses.clauses
+    v = compiler.process(value, **kw)
+    # ">>" is an arithmetic shift in SQLite: high * 2**32 + low is the value, negatives too.
+    return f"(sum(({v}) >> {_HALF}) || ' ' || sum(({v}) & {_LOW_MASK}))"
+
+
+class DurationMicros(FunctionElement[int]):
+    """``completed - started`` in whole microseconds (``NULL`` if either is), exactly."""
+
+    type = BigInteger()
+    name = "duration_micros"
+    inherit_cache = True
+
+    def __init__(self, started: ColumnElement[Any], completed: ColumnElement[Any]) -> None:
+        super().__init__(started, completed)
+
+
+@compiles(DurationMicros)
+def _unsupported_micros(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> str:
+    raise CompileError(f"DurationMicros is not implemented for {compiler.dialect.name}")
+
+
+def _operands(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> tuple[str, str]:
+    started, completed = element.clauses.clauses
+    return compiler.process(started, **kw), compiler.process(completed, **kw)
+
+
+@compiles(DurationMicros, "postgresql")
+def _pg_micros(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> str:
+    started, completed = _operands(element, compiler, **kw)
+    span = f"({completed} - {started})"
+    # Under a day the interval is all microseconds: date_part's double is within half an ulp
+    # of micros / 1e6 (< 2**37), so times 1e6 it is within 1e-5 of the integer, and the cast
+    # rounds to it; the numeric EXTRACT (exact at any length) costs about twice as much.
+    return (
+        f"CASE WHEN {span} >= INTERVAL '0' AND {span} < INTERVAL '1 day' "
+        f"THEN CAST(date_part('epoch', {span}) * 1000000 AS BIGINT) "
+        f"ELSE CAST(EXTRACT(EPOCH FROM {span}) * 1000000 AS BIGINT) END"
+    )
+
+
+@compiles(DurationMicros, "sqlite")
+def _sqlite_micros(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> str:
+    started, completed = _operands(element, compiler, **kw)
+
+    def micros(column: str) -> str:  # whole seconds of the fixed-width text, then its µs digits
+        return (
+            f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000 "
+            f"+ CAST(substr({column}, 21, 6) AS INTEGER))"
+        )
+
+    return f"({micros(completed)} - {micros(started)})"

@@ -1,0 +1,139 @@
+"""Business metrics of the executions' latest analytics rows, summed and averaged exactly."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import pandas as pd
+from sqlalchemy import ColumnElement, Connection, Engine, func
+
+from miyabi_analytics._db.buckets import Freq
+from miyabi_analytics._db.exact import ExactSum, cents
+from miyabi_analytics._db.expressions import is_latest_analytics
+from miyabi_analytics._db.schema import analytics, executions
+from miyabi_analytics.aggregates._exact import checked_sum, ratio
+from miyabi_analytics.aggregates._shared import (
+    AgentTypesArg,
+    ByArg,
+    IdArg,
+    StatusesArg,
+    TimeArg,
+    check_by,
+    check_optional_freq,
+    fetch,
+    frame,
+    grouped,
+    key_names,
+    spec,
+)
+from miyabi_analytics.filters import SummaryFilters
+
+__all__ = ["business_metrics", "business_metrics_with_unstarted"]
+
+SUMMED: Final = (
+    "competitors_analyzed",
+    "market_size_usd",
+    "target_audience_size",
+    "estimated_revenue_usd",
+    "reach_estimate",
+)
+AVERAGED: Final[dict[str, int]] = {  # name -> the integer scale its mean is computed at
+    "growth_rate_percent": 100,  # numeric(5, 2): cents
+    "conversion_rate": 100,
+    "engagement_score": 1,  # an integer
+    "roi_percent": 100,  # numeric(7, 2)
+}
+
+
+def business_metrics(
+    bind: Engine | Connection,
+    *,
+    by: ByArg = "agent_type",
+    freq: Freq | None = "M",
+    repository_id: IdArg = None,
+    user_id: IdArg = None,
+    agent_types: AgentTypesArg = None,
+    statuses: StatusesArg = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+) -> pd.DataFrame:
+    """Business metrics of the executions' latest analytics rows, summed or averaged per group.
+
+    Columns: ``[period]``, ``<by>``, ``executions`` (rows that have analytics),
+    ``sum_competitors_analyzed``, ``sum_market_size_usd``, ``sum_target_audience_size``,
+    ``sum_estimated_revenue_usd``, ``sum_reach_estimate`` (``Int64``, exact; ``<NA>`` where no
+    row of the group reported that metric), ``mean_growth_rate_percent``,
+    ``mean_conversion_rate``, ``mean_engagement_score``, ``mean_roi_percent`` (``float64``: the
+    exact mean of the stored values, correctly rounded; the rates are ``numeric(p, 2)``, summed
+    as whole cents). Each execution counts once, with its latest analytics row (latest
+    ``created_at``, then the last written, as in the summary view).
+
+    Raises:
+        AggregateOverflowError: A sum does not fit in 64 bits (the ``Int64`` column). The sums are
+            exact on both databases, so the same data raises the same error on both.
+    """
+    return business_metrics_with_unstarted(
+        bind, by=by, freq=freq, unstarted=False, repository_id=repository_id, user_id=user_id,
+        agent_types=agent_types, statuses=statuses, since=since, until=until,
+    )
+
+
+def business_metrics_with_unstarted(
+    bind: Engine | Connection,
+    *,
+    by: ByArg,
+    freq: Freq | None,
+    unstarted: bool,
+    **filter_args: Any,
+) -> pd.DataFrame:
+    """:func:`business_metrics`; ``unstarted=True`` adds the never-started rows' ``NaT`` period.
+
+    For the dashboard, whose revenue KPI (every row) and Business tab (by period) then come
+    from one query: the latest-analytics join is the costly part of both.
+    """
+    keys = check_by(by)
+    bucket = check_optional_freq(freq)
+    filters = SummaryFilters.build(**filter_args)
+    latest, newer = analytics.alias("latest"), analytics.alias("newer")
+    source = executions.join(latest, latest.c.execution_id == executions.c.id)
+    measures: list[ColumnElement[Any]] = [func.count().label("executions")]
+    measures += [ExactSum(latest.c[name]).label(f"sum_{name}") for name in SUMMED]
+    for name, scale in AVERAGED.items():
+        column = latest.c[name]
+        measures.append(ExactSum(cents(column) if scale == 100 else column).label(f"total_{name}"))
+        measures.append(func.count(column).label(f"count_{name}"))
+    stmt = grouped(
+        keys,
+        bucket,
+        measures,
+        filters,
+        is_latest_analytics(latest, newer),
+        source=source,
+        unstarted=unstarted,
+    )
+    fetched = fetch(bind, stmt)
+    for name in SUMMED:
+        checked_sum(f"sum_{name}", [getattr(row, f"sum_{name}") for row in fetched])
+    width = len(key_names(keys, bucket))
+    rows = [
+        (
+            *row[:width],
+            row.executions,
+            *(getattr(row, f"sum_{name}") for name in SUMMED),
+            *(
+                ratio(getattr(row, f"total_{name}"), getattr(row, f"count_{name}") * scale)
+                for name, scale in AVERAGED.items()
+            ),
+        )
+        for row in fetched
+    ]
+    dtypes = spec(
+        keys,
+        bucket,
+        {
+            "executions": "int64",
+            **{f"sum_{name}": "Int64" for name in SUMMED},
+            **{f"mean_{name}": "float64" for name in AVERAGED},
+        },
+    )
+    return frame(rows, dtypes, key_names(keys, bucket))

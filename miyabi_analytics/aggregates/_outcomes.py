@@ -1,0 +1,209 @@
+"""How executions ended: success rates, quality scores, and the errors of the failed ones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, func, select
+
+from miyabi_analytics._db.buckets import Freq
+from miyabi_analytics._db.exact import ExactSum
+from miyabi_analytics._db.schema import executions
+from miyabi_analytics.aggregates._exact import ratio
+from miyabi_analytics.aggregates._shared import (
+    AgentTypesArg,
+    ByArg,
+    IdArg,
+    StatusesArg,
+    TimeArg,
+    check_by,
+    check_optional_freq,
+    fetch,
+    frame,
+    grouped,
+    key_names,
+    spec,
+)
+from miyabi_analytics.filters import SummaryFilters
+from miyabi_analytics.frames import STR, UTC_TS
+from miyabi_analytics.records import ExecutionStatus
+
+__all__ = ["ERROR_DTYPES", "error_analysis", "quality_trend", "success_rates"]
+
+
+def success_rates(
+    bind: Engine | Connection,
+    *,
+    by: ByArg = "agent_type",
+    freq: Freq | None = None,
+    repository_id: IdArg = None,
+    user_id: IdArg = None,
+    agent_types: AgentTypesArg = None,
+    statuses: StatusesArg = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+) -> pd.DataFrame:
+    """Executions, completions, failures and success rate per group (and period).
+
+    Columns: ``[period]``, ``<by>``, ``executions`` (every row of the group, whatever its status),
+    ``completed``, ``failed``, ``success_rate`` = completed / (completed + failed). Pending and
+    running executions are not counted in the rate; it is ``NaN`` where a group has no finished
+    execution. The counts come from SQL; the rate is their correctly rounded quotient.
+    """
+    keys = check_by(by)
+    bucket = check_optional_freq(freq)
+    filters = SummaryFilters.build(
+        repository_id=repository_id, user_id=user_id, agent_types=agent_types,
+        statuses=statuses, since=since, until=until,
+    )
+    completed = func.count().filter(executions.c.status == ExecutionStatus.COMPLETED.value)
+    failed = func.count().filter(executions.c.status == ExecutionStatus.FAILED.value)
+    stmt = grouped(
+        keys,
+        bucket,
+        [func.count().label("executions"), completed.label("completed"), failed.label("failed")],
+        filters,
+    )
+    width = len(key_names(keys, bucket))
+    rows = [
+        (*row[:width], row.executions, row.completed, row.failed,
+         ratio(row.completed, row.completed + row.failed))
+        for row in fetch(bind, stmt)
+    ]
+    dtypes = spec(
+        keys,
+        bucket,
+        {"executions": "int64", "completed": "int64", "failed": "int64", "success_rate": "float64"},
+    )
+    return frame(rows, dtypes, key_names(keys, bucket))
+
+
+def quality_trend(
+    bind: Engine | Connection,
+    *,
+    by: ByArg = "agent_type",
+    freq: Freq | None = "D",
+    repository_id: IdArg = None,
+    user_id: IdArg = None,
+    agent_types: AgentTypesArg = None,
+    statuses: StatusesArg = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+) -> pd.DataFrame:
+    """Quality scores per period and group, over scored executions only.
+
+    Columns: ``period``, ``<by>``, ``executions`` (the scored rows), ``mean_quality``
+    (``float64``: the exact sum of the scores over their count, correctly rounded),
+    ``min_quality``, ``max_quality`` (``int64``). ``freq=None`` gives one row per group and no
+    ``period`` column.
+    """
+    keys = check_by(by)
+    bucket = check_optional_freq(freq)
+    filters = SummaryFilters.build(
+        repository_id=repository_id, user_id=user_id, agent_types=agent_types,
+        statuses=statuses, since=since, until=until,
+    )
+    score = executions.c.quality_score
+    stmt = grouped(
+        keys,
+        bucket,
+        [
+            func.count().label("executions"),
+            ExactSum(score).label("total"),
+            func.min(score).label("min_quality"),
+            func.max(score).label("max_quality"),
+        ],
+        filters,
+        score.is_not(None),
+    )
+    width = len(key_names(keys, bucket))
+    rows = [
+        (*row[:width], row.executions, ratio(row.total, row.executions), row.min_quality,
+         row.max_quality)
+        for row in fetch(bind, stmt)
+    ]
+    dtypes = spec(
+        keys,
+        bucket,
+        {
+            "executions": "int64",
+            "mean_quality": "float64",
+            "min_quality": "int64",
+            "max_quality": "int64",
+        },
+    )
+    return frame(rows, dtypes, key_names(keys, bucket))
+
+
+ERROR_DTYPES: Final[Mapping[str, Any]] = {
+    "error_message": STR,
+    "failures": "int64",
+    "agent_types": STR,
+    "first_seen": UTC_TS,
+    "last_seen": UTC_TS,
+}
+
+
+def error_analysis(
+    bind: Engine | Connection,
+    *,
+    repository_id: IdArg = None,
+    user_id: IdArg = None,
+    agent_types: AgentTypesArg = None,
+    statuses: StatusesArg = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+) -> pd.DataFrame:
+    """Failed executions grouped by error message, most frequent first.
+
+    Columns: ``error_message`` (``NaN`` for failures without a message), ``failures``,
+    ``agent_types`` (the distinct agent types that failed with it, sorted, joined by ``", "``),
+    ``first_seen``, ``last_seen`` (min / max ``started_at``; ``NaT`` if none of them started).
+    Ties in ``failures`` are ordered by ``error_message`` (code point order).
+
+    The database groups by (error message, agent type), at most 15 rows per message; the
+    per-message totals and the joined agent types are folded from that small result.
+    """
+    filters = SummaryFilters.build(
+        repository_id=repository_id, user_id=user_id, agent_types=agent_types,
+        statuses=statuses, since=since, until=until,
+    )
+    message, agent_type = executions.c.error_message, executions.c.agent_type
+    stmt = filters.apply(
+        select(
+            message,
+            agent_type,
+            func.count().label("failures"),
+            func.min(executions.c.started_at).label("first_seen"),
+            func.max(executions.c.started_at).label("last_seen"),
+        ).where(executions.c.status == ExecutionStatus.FAILED.value),
+        executions.c,
+    ).group_by(message, agent_type)
+
+    folded: dict[str | None, tuple[int, set[str], datetime | None, datetime | None]] = {}
+    for row in fetch(bind, stmt):
+        count, types, first, last = folded.get(row.error_message, (0, set(), None, None))
+        types.add(row.agent_type)
+        folded[row.error_message] = (
+            count + row.failures,
+            types,
+            _earliest(first, row.first_seen),
+            _latest(last, row.last_seen),
+        )
+    rows = [
+        (msg, count, ", ".join(sorted(types)), first, last)
+        for msg, (count, types, first, last) in folded.items()
+    ]
+    rows.sort(key=lambda r: (-r[1], r[0] is None, r[0] or ""))
+    return frame(rows, ERROR_DTYPES, [])
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -1,0 +1,183 @@
+"""How long executions took: :func:`duration_stats`, exact to the microsecond on both databases."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import pandas as pd
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    Subquery,
+    case,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+
+from miyabi_analytics._db.exact import DurationMicros, ExactSum
+from miyabi_analytics._db.schema import executions
+from miyabi_analytics._db.tx import begin
+from miyabi_analytics.aggregates._exact import MICROS, interpolated, ratio
+from miyabi_analytics.aggregates._shared import (
+    AgentTypesArg,
+    ByArg,
+    IdArg,
+    StatusesArg,
+    TimeArg,
+    check_by,
+    frame,
+    key_expressions,
+    spec,
+)
+from miyabi_analytics.filters import SummaryFilters
+
+__all__ = ["PERCENTILES", "duration_stats"]
+
+PERCENTILES: Final = (50, 95)
+"""The percentiles :func:`duration_stats` reports, in percent (exact integers, not 0.95)."""
+
+_MICROS: Final = DurationMicros(executions.c.started_at, executions.c.completed_at)
+_TIMED: Final = executions.c.started_at.is_not(None) & executions.c.completed_at.is_not(None)
+
+
+def duration_stats(
+    bind: Engine | Connection,
+    *,
+    by: ByArg = "agent_type",
+    repository_id: IdArg = None,
+    user_id: IdArg = None,
+    agent_types: AgentTypesArg = None,
+    statuses: StatusesArg = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+) -> pd.DataFrame:
+    """Duration statistics in seconds per group, over executions with both timestamps.
+
+    Columns: ``<by>``, ``executions`` (rows with a duration), ``mean_seconds``, ``p50_seconds``,
+    ``p95_seconds``, ``max_seconds`` (``float64``). Durations are ``completed_at - started_at``
+    in whole microseconds, computed exactly by the database; each statistic is the exact value
+    rounded once to the nearest double, so both databases give the same bits.
+
+    Percentiles interpolate linearly, as ``percentile_cont`` does, but exactly: with the group's
+    ``n`` durations sorted ascending (0-based positions), ``pos = p * (n - 1) / 100`` for ``p``
+    = 50 or 95, ``lo`` the value at ``floor(pos)``, ``hi`` the one at ``ceil(pos)``, the result
+    is ``lo + (pos - floor(pos)) * (hi - lo)``. The database finds the positions in integer
+    arithmetic and returns ``lo`` and ``hi`` with the count, the exact sum and the maximum, all
+    integers (PostgreSQL from a sorted array per group, SQLite with window functions); Python
+    makes the floats.
+    """
+    keys = check_by(by)
+    filters = SummaryFilters.build(
+        repository_id=repository_id, user_id=user_id, agent_types=agent_types,
+        statuses=statuses, since=since, until=until,
+    )
+    width = len(keys)
+    rows = []
+    with begin(bind) as conn:
+        build = _pg_statement if conn.dialect.name == "postgresql" else _window_statement
+        fetched = conn.execute(build(keys, filters)).all()
+    for row in fetched:
+        n = row.executions
+        percentiles = [
+            interpolated(getattr(row, f"lo{p}"), getattr(row, f"hi{p}"), n, p, MICROS)
+            for p in PERCENTILES
+        ]
+        mean, longest = ratio(row.total, n * MICROS), ratio(row.longest, MICROS)
+        rows.append((*row[:width], n, mean, *percentiles, longest))
+    dtypes = spec(
+        keys,
+        None,
+        {
+            "executions": "int64",
+            "mean_seconds": "float64",
+            "p50_seconds": "float64",
+            "p95_seconds": "float64",
+            "max_seconds": "float64",
+        },
+    )
+    return frame(rows, dtypes, list(keys))
+
+
+def _timed(by: tuple[str, ...], filters: SummaryFilters) -> Subquery:
+    """``(<by>, micros)`` of the filtered rows with both timestamps, as a fenced subquery.
+
+    ``OFFSET 0`` keeps PostgreSQL from pulling it up: the duration is then computed once per
+    row (not once per aggregate), and the scan is planned apart from the grouping, so it is a
+    sequential scan and a sort rather than a walk of the agent_type index in random heap
+    order (2.1 s against 0.7 s on 1M executions). SQLite ignores it.
+    """
+    labelled = [key.label(name) for key, name in zip(key_expressions(by), by, strict=True)]
+    stmt = filters.apply(select(*labelled, _MICROS.label("micros")).where(_TIMED), executions.c)
+    return stmt.offset(0).subquery("timed")
+
+
+def _positions(percent: int, n: ColumnElement[Any]) -> tuple[Any, Any]:
+    """The 0-based positions ``floor(pos)`` and ``ceil(pos)``, ``pos = percent * (n - 1) / 100``.
+
+    In integer arithmetic (``//`` is integer division on both databases; ``pos >= 0``).
+    """
+    scaled = literal(percent) * (n - 1)
+    lo = scaled // 100
+    return lo, lo + case((scaled % 100 > 0, 1), else_=0)
+
+
+def _measures(micros: ColumnElement[int]) -> list[ColumnElement[Any]]:
+    return [
+        func.count().label("executions"),
+        ExactSum(micros).label("total"),
+        func.max(micros).label("longest"),
+    ]
+
+
+def _pg_statement(by: tuple[str, ...], filters: SummaryFilters) -> Select[Any]:
+    """PostgreSQL: hash the groups, pick the neighbours from one sorted array per group.
+
+    ``array_agg(micros ORDER BY micros)`` sorts each group's durations alone (as
+    ``percentile_cont`` does); the four identical calls share one state. A window over all rows
+    would sort them by the group keys' text first: 2.5x the time on 300k executions.
+    """
+    timed = _timed(by, filters)
+    keys = [timed.c[name] for name in by]
+    ordered = func.array_agg(
+        aggregate_order_by(timed.c.micros, timed.c.micros), type_=ARRAY(BigInteger)
+    )
+    neighbours = []
+    for percent in PERCENTILES:
+        lo, hi = _positions(percent, func.count())
+        neighbours += [ordered[lo + 1].label(f"lo{percent}"), ordered[hi + 1].label(f"hi{percent}")]
+    stmt = select(*keys, *_measures(timed.c.micros), *neighbours)
+    return stmt.group_by(*keys) if keys else stmt.having(func.count() > 0)
+
+
+def _window_statement(by: tuple[str, ...], filters: SummaryFilters) -> Select[Any]:
+    """SQLite (no percentile function, no arrays): rank the rows with window functions.
+
+    Each row gets its 0-based ``ROW_NUMBER() - 1`` and the group's ``COUNT(*)`` over the
+    group's partition ordered by duration; the outer ``GROUP BY`` picks the two neighbours of
+    each percentile with a conditional ``MAX``.
+    """
+    timed = _timed(by, filters)  # the duration is computed once per row, then ranked
+    partition = [timed.c[name] for name in by] or None
+    ranked = select(
+        *(timed.c[name] for name in by),
+        timed.c.micros,
+        (func.row_number().over(partition_by=partition, order_by=timed.c.micros) - 1).label(
+            "pos"
+        ),
+        func.count().over(partition_by=partition).label("n"),
+    ).subquery("ranked")
+    neighbours = []
+    for percent in PERCENTILES:
+        lo, hi = _positions(percent, ranked.c.n)  # per row; n is constant within a partition
+        neighbours += [
+            func.max(case((ranked.c.pos == lo, ranked.c.micros))).label(f"lo{percent}"),
+            func.max(case((ranked.c.pos == hi, ranked.c.micros))).label(f"hi{percent}"),
+        ]
+    keys = [ranked.c[name] for name in by]
+    stmt = select(*keys, *_measures(ranked.c.micros), *neighbours)
+    return stmt.group_by(*keys) if keys else stmt.having(func.count() > 0)
