@@ -1,11 +1,12 @@
 """Every aggregate gives the same frame, bit for bit, on SQLite and on PostgreSQL.
 
 The same seeded random history (rates such as 0.01, 33.33, -12.34 and 99999.99, ties, nulls,
-durations from a microsecond to days, money near the 64-bit range) is written to a SQLite file
-and to PostgreSQL. Each aggregate, with and without ``by`` / ``freq`` / filters, must give frames
-that ``pandas.testing.assert_frame_equal(..., check_exact=True)`` finds equal, and equal to an
-independent computation in plain Python: exact arithmetic (``Fraction``, ``Decimal``) rounded to
-a float once, so "equal" means the correctly rounded value, not a tolerance.
+durations from a microsecond to days, money up to 10**15 a row; sums past 64 bits have a test
+of their own) is written to a SQLite file and to PostgreSQL. Each aggregate, with and without
+``by`` / ``freq`` / filters, must give frames that ``pandas.testing.assert_frame_equal(...,
+check_exact=True)`` finds equal, and equal to an independent computation in plain Python: exact
+arithmetic (``Fraction``, ``Decimal``) rounded to a float once, so "equal" means the correctly
+rounded value, not a tolerance.
 """
 
 from __future__ import annotations
