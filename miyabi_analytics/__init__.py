@@ -30,6 +30,7 @@ from miyabi_analytics.aggregates import duration_stats as duration_stats
 from miyabi_analytics.aggregates import error_analysis as error_analysis
 from miyabi_analytics.aggregates import quality_trend as quality_trend
 from miyabi_analytics.aggregates import success_rates as success_rates
+from miyabi_analytics.errors import AggregateOverflowError as AggregateOverflowError
 from miyabi_analytics.errors import InvalidStatusTransition as InvalidStatusTransition
 from miyabi_analytics.errors import MiyabiError as MiyabiError
 from miyabi_analytics.errors import NotFound as NotFound
@@ -56,6 +57,7 @@ __all__ = [
     "AGENT_TYPES",
     "AIEntrepreneurAgent",
     "AgentExecutionResult",
+    "AggregateOverflowError",
     "AnalyticsAgent",
     "BusinessMetrics",
     "CRMAgent",

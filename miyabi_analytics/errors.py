@@ -6,14 +6,18 @@ Hierarchy::
     ├── ValidationError (also ValueError)      bad input, refused before anything was written
     │   └── InvalidStatusTransition            an update would move a stored execution backwards
     ├── NotFound (also LookupError)            metrics or logs aimed at an unknown execution
-    └── SchemaError                            the database schema is newer than this code
+    ├── SchemaError                            the database schema is newer than this code
+    └── AggregateOverflowError (also OverflowError)  an exact sum does not fit in 64 bits
 
 Every error keeps its constructor arguments in ``.args`` so it pickles across processes.
 """
 
 from __future__ import annotations
 
-__all__ = ["InvalidStatusTransition", "MiyabiError", "NotFound", "SchemaError", "ValidationError"]
+__all__ = [
+    "AggregateOverflowError",
+    "InvalidStatusTransition", "MiyabiError", "NotFound", "SchemaError", "ValidationError",
+]
 
 
 class MiyabiError(Exception):
@@ -65,3 +69,22 @@ class NotFound(MiyabiError, LookupError):  # noqa: N818 (name fixed by the contr
 
 class SchemaError(MiyabiError):
     """The database was migrated by a newer miyabi_analytics than this one."""
+
+
+class AggregateOverflowError(MiyabiError, OverflowError):
+    """An exact sum does not fit its ``Int64`` column; the same error on both databases.
+
+    ``column`` is the frame's column, ``value`` the exact sum (a Python ``int``) of the group
+    where it is largest in magnitude.
+    """
+
+    def __init__(self, column: str, value: int) -> None:
+        super().__init__(column, value)
+        self.column = column
+        self.value = value
+
+    def __str__(self) -> str:
+        return (
+            f"{self.column}={self.value}: the sum does not fit in a 64-bit integer (Int64); "
+            "group more finely (by, freq) or filter fewer rows"
+        )

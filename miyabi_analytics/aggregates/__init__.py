@@ -35,7 +35,6 @@ from miyabi_analytics.aggregates._business import (
     business_metrics,
     business_metrics_with_unstarted,
 )
-from miyabi_analytics.aggregates._exact import AggregateOverflowError
 from miyabi_analytics.aggregates._outcomes import (
     ERROR_DTYPES,
     error_analysis,
@@ -44,6 +43,7 @@ from miyabi_analytics.aggregates._outcomes import (
 )
 from miyabi_analytics.aggregates._shared import BY_COLUMNS
 from miyabi_analytics.aggregates._timing import duration_stats
+from miyabi_analytics.errors import AggregateOverflowError
 
 __all__ = [
     "BY_COLUMNS",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from miyabi_analytics.errors import MiyabiError
+from miyabi_analytics.errors import AggregateOverflowError
 
 __all__ = [
     "INT64_MAX",
@@ -29,24 +29,6 @@ INT64_MAX: Final = 2**63 - 1
 MICROS: Final = 1_000_000
 """Microseconds in a second."""
 
-
-class AggregateOverflowError(MiyabiError, OverflowError):
-    """An exact sum does not fit its ``Int64`` column; the same error on both databases.
-
-    ``column`` is the frame's column, ``value`` the exact sum (a Python ``int``) of the group
-    where it is largest in magnitude.
-    """
-
-    def __init__(self, column: str, value: int) -> None:
-        super().__init__(column, value)
-        self.column = column
-        self.value = value
-
-    def __str__(self) -> str:
-        return (
-            f"{self.column}={self.value}: the sum does not fit in a 64-bit integer (Int64); "
-            "group more finely (by, freq) or filter fewer rows"
-        )
 
 
 def ratio(numerator: int | None, denominator: int) -> float:

@@ -464,7 +464,7 @@ def test_means_that_naive_float_arithmetic_gets_wrong(pair):
 
 def test_sums_beyond_64_bits_fail_the_same_way_on_both(pair):
     """Money sums are exact ``Int64``; one that does not fit is the same error on both."""
-    from miyabi_analytics.aggregates import AggregateOverflowError
+    from miyabi_analytics import AggregateOverflowError
 
     lite, pg = pair
     agent = ma.MarketingAgent()
