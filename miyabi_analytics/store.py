@@ -14,7 +14,13 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from miyabi_analytics._db import liveness
 from miyabi_analytics._db.bulk import encoder, existing_rows, insert_rows, update_rows
-from miyabi_analytics._db.retry import DEFAULT_RETRY, RetryPolicy, run_with_retries
+from miyabi_analytics._db.retry import (
+    DEFAULT_RETRY,
+    Failure,
+    RetryPolicy,
+    classify,
+    run_with_retries,
+)
 from miyabi_analytics._db.schema import analytics, executions, logs
 from miyabi_analytics._db.scope import is_row_security_violation, scope_errors
 from miyabi_analytics._db.statements import upsert_execution
@@ -254,7 +260,7 @@ class ExecutionStore:
             try:
                 return write(batch)
             except IntegrityError as exc:
-                if attempt == 2 or getattr(exc.orig, "sqlstate", None) != "23505":
+                if attempt == 2 or classify(exc) is not Failure.CONFLICT:
                     raise
         raise AssertionError("unreachable")
 

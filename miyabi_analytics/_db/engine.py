@@ -8,6 +8,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable
 from typing import Any, Final
+from urllib.parse import unquote
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
@@ -16,31 +17,93 @@ from miyabi_analytics._db.scope import check_repository_ids, install_scope
 from miyabi_analytics._db.types import json_loads, strict_json_dumps
 from miyabi_analytics.errors import ValidationError
 
-__all__ = ["DEFAULT_URL", "connect", "mask_url", "resolve_url"]
+__all__ = ["DEFAULT_URL", "connect", "libpq_conninfo", "mask_url", "resolve_url"]
 
 DEFAULT_URL: Final = "sqlite:///miyabi.db"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
-# user:password@ after "//", a lone "/", a space or the start (text that failed to parse as a URL
-# may be malformed anywhere), to the last "@" before the host, in case the password has a raw "@".
-_PASSWORD_IN_TEXT = re.compile(r"((?:^|[/\s])[^:/@\s]*:)[^/\s]*@")
-_PASSWORD_IN_QUERY = re.compile(r"((?:^|[?&])password=)[^&\s]*", re.IGNORECASE)
+_SCHEME: Final = re.compile(r"([A-Za-z][\w+.-]*)://")
+# A malformed scheme separator ("postgresql:/user:pw@host"): the text up to the last "@" goes.
+_BROKEN_SCHEME: Final = re.compile(r"[A-Za-z][\w+.-]*:/+")
+# user:password@ after a "/", a space or the start, in a message that quotes a URL.
+_PASSWORD_IN_TEXT: Final = re.compile(r"((?:^|[/\s])[^:/@\s]*:)[^/\s]*@")
+_PASSWORD_IN_QUERY: Final = re.compile(r"((?:^|[?&])password=)[^&]*", re.IGNORECASE)
 
 
 def mask_url(url: str | URL) -> str:
-    """A URL as text with its password replaced by ``***``, safe for logs, errors and notebooks."""
-    if isinstance(url, URL):
-        if any(key.lower() == "password" for key in url.query):
-            url = url.update_query_dict(
-                {key: "***" for key in url.query if key.lower() == "password"}
-            )
-        return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
-    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_TEXT.sub(r"\1***@", url))
+    """A URL as text with its password replaced by ``***``, safe for logs, errors and notebooks.
+
+    Text that does not parse as a URL (or a message that quotes one) loses everything between
+    ``://`` and the last ``@``: where the password ends cannot be known there, so all of what may
+    be credentials goes.
+    """
+    if isinstance(url, str):
+        parsed = _parse(url)
+        if not isinstance(parsed, URL):
+            return _mask_text(url)
+        url = parsed
+    if url.host is not None and "@" in url.host:
+        # Parsed elsewhere with a raw "@" in the password: part of it ended up in the host.
+        rest = url.set(host=url.host.rpartition("@")[2]).render_as_string(hide_password=True)
+        scheme, _, authority = rest.partition("://")
+        return f"{scheme}://***@{authority.rpartition('@')[2]}"
+    if any(key.lower() == "password" for key in url.query):
+        url = url.update_query_dict({key: "***" for key in url.query if key.lower() == "password"})
+    return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def _mask_text(text: str) -> str:
+    separator = _SCHEME.search(text) or _BROKEN_SCHEME.match(text)
+    if separator is not None:
+        head, rest = text[: separator.end()], text[separator.end() :]
+        if "@" in rest:
+            rest = "***@" + rest.rpartition("@")[2]
+        elif separator.start() == 0 and ":" in rest:
+            rest = rest.partition(":")[0] + ":***"  # "user:password" with no host after it
+        text = head + rest
+    else:
+        text = _PASSWORD_IN_TEXT.sub(r"\1***@", text)
+    # A password in the query runs to the next "&": a raw space or "#" does not end it.
+    return _PASSWORD_IN_QUERY.sub(r"\1***", text)
+
+
+def _parse(text: str) -> URL | str:
+    """``text`` as a URL, or why it is not one (a reason that never quotes the text).
+
+    For a server URL, everything between ``://`` and the last ``@`` is the credentials, split at
+    the first ``:`` into user name and password, each percent-decoded (UTF-8). So a raw ``@``,
+    ``/``, ``?``, ``#``, ``:`` or space in a password works as meant: SQLAlchemy's ``make_url``
+    would end the password at its first ``@`` and take the rest for the host. The price: an
+    ``@`` after the host (in the database name or the query) must be written ``%40``.
+    """
+    scheme = _SCHEME.match(text)
+    authority = text[scheme.end() :] if scheme is not None else ""
+    userinfo, at, rest = authority.rpartition("@")
+    try:
+        if (
+            scheme is None
+            or not at
+            or ":" not in userinfo  # no password: make_url parses it as it always did
+            or scheme.group(1).partition("+")[0] == "sqlite"
+        ):
+            return make_url(text)
+        username, _, password = userinfo.partition(":")
+        return make_url(scheme.group(0) + rest).set(
+            username=unquote(username, errors="strict") or None,
+            password=unquote(password, errors="strict"),
+        )
+    except UnicodeDecodeError:
+        return "its user name or password is not valid percent-encoded UTF-8 (write % as %25)"
+    except (ArgumentError, ValueError, TypeError):
+        return "not a database URL"
 
 
 def resolve_url(url: str | URL | None = None) -> URL:
     """Explicit argument, then ``MIYABI_DATABASE_URL``, then ``DATABASE_URL``, then the default.
 
-    ``postgres://`` and ``postgresql://`` are served by psycopg 3.
+    ``postgres://`` and ``postgresql://`` are served by psycopg 3. Text is parsed as
+    :func:`_parse` says (a raw ``@`` in the password works); a URL that does not parse is refused
+    with a :class:`ValidationError` showing it masked, and chaining no parser error (their text
+    can quote part of the password).
     """
     chosen = (
         url
@@ -48,10 +111,16 @@ def resolve_url(url: str | URL | None = None) -> URL:
         or os.environ.get("DATABASE_URL")
         or DEFAULT_URL
     )
-    try:
-        parsed = chosen if isinstance(chosen, URL) else make_url(chosen)
-    except (ArgumentError, ValueError):
-        raise ValidationError("url", mask_url(chosen), "not a database URL") from None
+    parsed = chosen if isinstance(chosen, URL) else _parse(chosen)
+    if not isinstance(parsed, URL):
+        raise ValidationError("url", mask_url(chosen), parsed)
+    if parsed.host is not None and "@" in parsed.host:
+        raise ValidationError(
+            "url",
+            mask_url(parsed),
+            "the host contains '@': a raw '@' in the password was taken for the host "
+            "(give the URL as text, or write '@' as %40)",
+        )
     if "password" in parsed.query:
         # In the password slot SQLAlchemy masks it in every repr; in the query it would not.
         # Given in both places, the query's wins, as it does for libpq (query after userinfo).
@@ -69,6 +138,21 @@ def resolve_url(url: str | URL | None = None) -> URL:
     if backend == "sqlite":
         return parsed
     raise ValidationError("url", mask_url(parsed), "only postgresql and sqlite are supported")
+
+
+def libpq_conninfo(url: URL) -> str:
+    """A libpq connection string for a PostgreSQL ``url``, for drivers other than psycopg (ADBC).
+
+    In keyword form, each value quoted by psycopg, with the options psycopg gets: SQLAlchemy's
+    URL rendering leaves a space in a password as it is, and libpq's URI parser refuses that
+    with an error that quotes the password.
+    """
+    from psycopg.conninfo import make_conninfo
+
+    options: dict[str, Any] = url.translate_connect_args(username="user", database="dbname")
+    for key, value in url.query.items():
+        options[key] = value if isinstance(value, str) else value[-1]
+    return make_conninfo("", **options)
 
 
 def connect(

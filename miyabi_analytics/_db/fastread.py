@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
+from miyabi_analytics._db.engine import libpq_conninfo
 from miyabi_analytics._db.scope import SCOPE_SETTING, session_scope
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._db.types import UtcDateTime, UuidText
@@ -112,7 +113,7 @@ def _pg_batches(
     compiled = stmt.compile(dialect=_PG_NUMERIC_DOLLAR, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
     values = [_adbc_value(params[name]) for name in compiled.positiontup or ()]
-    uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    uri = libpq_conninfo(engine.url)  # a URI would break on a space in the password
     # ADBC opens a connection of its own, which the engine's hooks never see: it gets the
     # repository scope a transaction of the engine runs with (connect(repository_ids=...)).
     scope = session_scope(engine)

@@ -7,6 +7,12 @@ every row, so unscoped engines and the table owner work as before.
 
 ``connect(url, repository_ids=[...])`` returns an engine that sets the setting with
 ``set_config(..., true)`` (transaction-local, bound value) at the start of every transaction.
+In autocommit mode a transaction-local value would not outlive the statement that sets it, so
+there it is set for the session, and the connection's setting is ``RESET`` (back to the role's or
+database's default, which may itself be a scope) before it goes back to the pool: nothing of a
+scope lingers on a pooled connection. The ids are exact ``uuid.UUID`` objects (or text parsed
+into one), written out from their 128 bits: a subclass could render itself as anything, "" (the
+empty setting, which the policies read as unscoped) included.
 Everything else that talks to the database on its own (the ADBC fast path) asks the engine for
 its scope with :func:`session_scope` and applies it to its own connection.
 
@@ -26,10 +32,10 @@ from typing import Any, Final
 from sqlalchemy import Boolean, Connection, Engine, String, bindparam, event, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolResetState
 
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.tx import begin
-from miyabi_analytics._validate import as_uuid
 from miyabi_analytics.errors import SchemaError, ValidationError
 
 __all__ = [
@@ -39,11 +45,15 @@ __all__ = [
     "is_row_security_violation",
     "out_of_scope",
     "parse_scope",
+    "reset_session_scope",
     "scope_errors",
+    "scope_text",
     "session_scope",
 ]
 
 SCOPE_SETTING: Final = "miyabi.repository_ids"
+_RESET_SQL: Final = "RESET miyabi.repository_ids"
+_SESSION_SCOPED: Final = "miyabi_session_scoped"  # pool record info: set for the session
 _CHECKED: Final = "miyabi_scope_checked"
 _RLS_SQLSTATE: Final = "42501"  # insufficient_privilege, also raised by a failed policy check
 _UNIQUE_SQLSTATE: Final = "23505"  # unique_violation
@@ -71,7 +81,8 @@ def check_repository_ids(value: object) -> tuple[uuid.UUID, ...]:
     """One repository id or an iterable of them, deduplicated and sorted; never empty.
 
     An empty scope is refused rather than read as "no repository": the database reads an empty
-    setting as unscoped (every row), and that must never happen by accident.
+    setting as unscoped (every row), and that must never happen by accident. Each id is an exact
+    ``uuid.UUID`` or text parsed into one (see :func:`_exact_uuid`).
     """
     if isinstance(value, str | uuid.UUID):
         items: list[object] = [value]
@@ -79,12 +90,47 @@ def check_repository_ids(value: object) -> tuple[uuid.UUID, ...]:
         items = list(value)
     else:
         raise ValidationError("repository_ids", value, "expected a UUID or an iterable of UUIDs")
-    ids = sorted({as_uuid("repository_ids", item) for item in items})
+    ids = sorted({_exact_uuid(item) for item in items})
     if not ids:
         raise ValidationError(
             "repository_ids", value, "a scope needs at least one repository id"
         )
     return tuple(ids)
+
+
+def _exact_uuid(item: object) -> uuid.UUID:
+    """A plain ``uuid.UUID`` with the bits of ``item``: a UUID (exactly) or its text.
+
+    A subclass is refused, not converted: its ``__str__``, ``hex`` or ``int`` may say something
+    else than what its owner thinks it holds, and the scope is written out as text.
+    """
+    if type(item) is uuid.UUID:
+        return uuid.UUID(int=item.int)
+    if isinstance(item, uuid.UUID):
+        raise ValidationError(
+            "repository_ids",
+            f"<{type(item).__qualname__} instance>",
+            "expected a uuid.UUID or its text, not a subclass of uuid.UUID",
+        )
+    if isinstance(item, str):
+        try:
+            return uuid.UUID(str.__str__(item))  # the characters, whatever a subclass overrides
+        except ValueError:
+            pass
+    raise ValidationError("repository_ids", item, "expected a UUID")
+
+
+def scope_text(repository_ids: Iterable[uuid.UUID]) -> str:
+    """The ``miyabi.repository_ids`` value of a scope: canonical uuids from their 128 bits."""
+    parts = []
+    for repository_id in repository_ids:
+        digits = f"{_exact_uuid(repository_id).int:032x}"
+        parts.append(
+            f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+        )
+    if not parts:
+        raise ValidationError("repository_ids", [], "a scope needs at least one repository id")
+    return ",".join(parts)
 
 
 def parse_scope(text: str | None) -> frozenset[uuid.UUID] | None:
@@ -96,7 +142,7 @@ def parse_scope(text: str | None) -> frozenset[uuid.UUID] | None:
 
 def install_scope(engine: Engine, repository_ids: Sequence[uuid.UUID]) -> None:
     """Make every transaction of ``engine`` (a PostgreSQL one) see only ``repository_ids``."""
-    value = ",".join(str(i) for i in repository_ids)
+    value = scope_text(repository_ids)
 
     @event.listens_for(engine, "connect")
     def _check_connection(dbapi_connection: Any, record: Any) -> None:
@@ -128,13 +174,38 @@ def install_scope(engine: Engine, repository_ids: Sequence[uuid.UUID]) -> None:
         # autocommit mode a transaction-local value would vanish after this very statement, so
         # there it is set for the session: every connection of this engine carries this scope.
         autocommit = bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
+        if autocommit:
+            conn.connection.info[_SESSION_SCOPED] = True  # before: a failed set may have set it
         conn.execute(_set_scope, {"value": value, "local": not autocommit}).close()
+
+    @event.listens_for(engine, "reset")
+    def _reset_scope(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+        # Before the pool's rollback, on every return of a connection to the pool. Raising here
+        # makes the pool log the error and close the connection instead of pooling it.
+        if record.info.pop(_SESSION_SCOPED, False) and not state.terminate_only:
+            reset_session_scope(dbapi_connection)
 
     @event.listens_for(engine, "begin_twophase")
     def _refuse_twophase(conn: Connection, xid: Any) -> None:
         raise ValidationError(
             "repository_ids", list(repository_ids), "two-phase transactions are not scoped"
         )
+
+
+def reset_session_scope(dbapi_connection: Any) -> None:
+    """``RESET miyabi.repository_ids`` on a psycopg connection in any state, and keep it.
+
+    An open or failed transaction is rolled back first (a failed one refuses every statement).
+    The setting goes back to the session's default (the role's or database's ``ALTER ... SET``),
+    not to "", which the policies would read as unscoped.
+    """
+    autocommit = bool(dbapi_connection.autocommit)
+    if not autocommit:
+        dbapi_connection.rollback()
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(_RESET_SQL)
+    if not autocommit:
+        dbapi_connection.commit()
 
 
 def session_scope(bind: Engine | Connection) -> str | None:
