@@ -6,8 +6,8 @@ import math
 import numbers
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
 
 from miyabi_analytics.errors import ValidationError
 
@@ -50,10 +50,12 @@ def as_aware(field: str, value: object) -> datetime:
         raise ValidationError(field, value, "naive datetime: attach a timezone (e.g. UTC)")
     try:
         converted = value.astimezone(UTC)
+        if hasattr(converted, "to_pydatetime"):  # pandas.Timestamp: drop nanoseconds explicitly
+            converted = converted.to_pydatetime(warn=False)
     except (OverflowError, ValueError) as exc:
-        raise ValidationError(field, value, "out of the supported range") from exc
-    if hasattr(converted, "to_pydatetime"):  # pandas.Timestamp: drop nanoseconds explicitly
-        converted = converted.to_pydatetime(warn=False)
+        raise ValidationError(
+            field, value, "out of the supported range (years 1 to 9999 in UTC)"
+        ) from exc
     return datetime.combine(converted.date(), converted.timetz())
 
 
@@ -61,14 +63,70 @@ def as_time_bound(field: str, value: object) -> datetime:
     """Filter bounds: aware datetimes, dates (UTC midnight) or ISO strings of either."""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value)
         except ValueError as exc:
             raise ValidationError(field, value, "expected an ISO date or datetime") from exc
-        if value.tzinfo is None and value.time() == time(0):
-            value = value.replace(tzinfo=UTC)
-    elif isinstance(value, date) and not isinstance(value, datetime):
+        if parsed.tzinfo is None and parsed.time() == time(0):
+            parsed = parsed.replace(tzinfo=UTC)
+        try:
+            return as_aware(field, parsed)
+        except ValidationError as exc:  # named by the text given, not by its parsed form
+            raise ValidationError(field, value, exc.reason) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
         value = datetime.combine(value, time(0), tzinfo=UTC)
     return as_aware(field, value)
+
+
+PREVIOUS_PERIOD_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""Where a report's previous period may start at the earliest (see :func:`as_window`)."""
+
+
+def as_window(
+    since: object, until: object, *, previous_period: bool = False
+) -> tuple[datetime | None, datetime | None]:
+    """The half-open window ``[since, until)`` of every reader, aggregate and report, in UTC.
+
+    The one check of a time window, so each refuses the same windows with the same message.
+    Each bound is what :func:`as_time_bound` accepts: any instant Python can hold once in UTC
+    (years 1 to 9999), as stored timestamps may be (a bound further out cannot be converted
+    and is refused naming it). ``None`` leaves that side open. With both given, ``since``
+    must be before ``until``: an empty or inverted window is a mistake, not a question whose
+    answer is nothing.
+
+    ``previous_period=True`` (the report, which compares the window with the period of equal
+    length just before it) needs both bounds, and that period must start on or after
+    :data:`PREVIOUS_PERIOD_EARLIEST` (1970-01-01): computing it further back would overflow
+    Python's dates for early windows, and no agent ran before then; so ``since`` must lie at
+    least half-way from 1970-01-01 to ``until``.
+    """
+    start = None if since is None else as_time_bound("since", since)
+    end = None if until is None else as_time_bound("until", until)
+    if start is not None and end is not None and start >= end:
+        raise ValidationError(
+            "until",
+            until,
+            f"must be after since={start.isoformat()} (the window [since, until) is empty)",
+        )
+    if previous_period:
+        if start is None or end is None:
+            raise ValidationError(
+                "since" if start is None else "until", None, "a report needs both bounds"
+            )
+        if start - PREVIOUS_PERIOD_EARLIEST < end - start:
+            earliest = PREVIOUS_PERIOD_EARLIEST + _half_up(end - PREVIOUS_PERIOD_EARLIEST)
+            raise ValidationError(
+                "since",
+                since,
+                f"the previous period of equal length would start before "
+                f"{PREVIOUS_PERIOD_EARLIEST:%Y-%m-%d}; with until={end.isoformat()}, since "
+                f"must be on or after {earliest.isoformat()}",
+            )
+    return start, end
+
+
+def _half_up(span: timedelta) -> timedelta:
+    """Half of ``span``, rounded up to the microsecond."""
+    return -((-span) // 2)
 
 
 def as_text(field: str, value: object, *, max_length: int | None = None) -> str:

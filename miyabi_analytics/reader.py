@@ -28,7 +28,7 @@ from miyabi_analytics._db.schema import analytics, executions, logs
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._db.types import UuidText
 from miyabi_analytics._db.views import TYPED_METRICS, summary
-from miyabi_analytics._validate import INT32_MAX, as_int, as_time_bound, as_uuid
+from miyabi_analytics._validate import INT32_MAX, as_int, as_uuid, as_window
 from miyabi_analytics.agents import AGENT_TYPES, agent_category
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import SummaryFilters
@@ -401,14 +401,15 @@ def iter_summary(
     """:func:`read_summary` in DataFrames of at most ``chunksize`` rows, for larger-than-memory.
 
     Each chunk has the full dtypes; the rows come in the same order as from read_summary.
+    Bad arguments are refused by the call itself, before the first chunk is asked for.
     """
     size = as_int("chunksize", chunksize, low=1, high=INT32_MAX)
     spec = summary_columns(columns)
-    for batch in _ordered_batches(bind, spec, {
+    batches = _ordered_batches(bind, spec, {
         "repository_id": repository_id, "user_id": user_id, "agent_types": agent_types,
         "statuses": statuses, "since": since, "until": until,
-    }, size):
-        yield from_arrow(pa.Table.from_batches([batch]), spec)
+    }, size)
+    return (from_arrow(pa.Table.from_batches([batch]), spec) for batch in batches)
 
 
 def export_summary(
@@ -485,7 +486,10 @@ def read_logs(
     since: datetime | str | None = None,
     until: datetime | str | None = None,
 ) -> pd.DataFrame:
-    """Log lines, oldest first; ``since``/``until`` (inclusive/exclusive) on ``logged_at``."""
+    """Log lines, oldest first; ``since``/``until`` (inclusive/exclusive) on ``logged_at``.
+
+    The window is checked as :func:`read_summary`'s: ``since`` must be before ``until``.
+    """
     stmt = select(*(logs.c[name] for name in LOG_DTYPES))
     if execution_id is not None:
         ids = _one_or_many("execution_id", execution_id, str | uuid.UUID)
@@ -499,10 +503,11 @@ def read_logs(
             except ValidationError:
                 raise ValidationError("levels", name, "unknown log level") from None
         stmt = stmt.where(logs.c.log_level.in_(checked))
-    if since is not None:
-        stmt = stmt.where(logs.c.logged_at >= as_time_bound("since", since))
-    if until is not None:
-        stmt = stmt.where(logs.c.logged_at < as_time_bound("until", until))
+    start, end = as_window(since, until)
+    if start is not None:
+        stmt = stmt.where(logs.c.logged_at >= start)
+    if end is not None:
+        stmt = stmt.where(logs.c.logged_at < end)
     with begin(bind) as conn:
         rows = conn.execute(stmt.order_by(logs.c.logged_at, logs.c.id)).all()
     return to_frame(rows, LOG_DTYPES)
