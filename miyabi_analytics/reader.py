@@ -427,21 +427,28 @@ def export_summary(
     """Write the summary to a Parquet file in constant memory; returns the number of rows.
 
     The file is written next to ``path`` and renamed into place, so a failed export leaves no
-    half-written file.
+    half-written file. A ``path`` that is a directory, or whose directory does not exist or
+    cannot be written, is a :class:`ValidationError` naming ``path``, before any query.
     """
     import pyarrow.parquet as pq
 
+    target = _export_target(path)
     spec = summary_columns(columns)
     schema = arrow_schema(spec)
     batches = _ordered_batches(bind, spec, {
         "repository_id": repository_id, "user_id": user_id, "agent_types": agent_types,
         "statuses": statuses, "since": since, "until": until,
     }, DEFAULT_CHUNK)
-    target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
     rows = 0
     try:
-        with pq.ParquetWriter(partial, schema, compression="zstd") as writer:
+        try:
+            writer = pq.ParquetWriter(partial, schema, compression="zstd")
+        except OSError as exc:  # e.g. a directory this process may not write into
+            raise ValidationError(
+                "path", str(path), f"cannot be written: {exc.strerror or exc}"
+            ) from exc
+        with writer:
             for batch in batches:
                 writer.write_batch(batch)
                 rows += batch.num_rows
@@ -449,6 +456,22 @@ def export_summary(
     finally:
         partial.unlink(missing_ok=True)
     return rows
+
+
+def _export_target(path: object) -> Path:
+    """``export_summary``'s file: a path whose directory exists and that is not a directory."""
+    if not isinstance(path, str | os.PathLike):
+        raise ValidationError("path", path, "expected a file path (str or os.PathLike)")
+    try:
+        target = Path(path)
+    except TypeError:  # a PathLike whose __fspath__ returns bytes
+        raise ValidationError("path", path, "expected a file path (str or os.PathLike)") from None
+    if not target.name or target.is_dir():
+        raise ValidationError("path", str(path), "is a directory: name the Parquet file")
+    if not target.parent.is_dir():
+        problem = "is not a directory" if target.parent.exists() else "does not exist"
+        raise ValidationError("path", str(path), f"its directory {str(target.parent)!r} {problem}")
+    return target
 
 
 def read_summary_simple(
