@@ -149,56 +149,80 @@ def as_json(field: str, value: object, *, copy: bool = True) -> Any:
     """The value as plain dicts, lists, str, int, float, bool and None.
 
     NaN and Infinity are refused (JSON has no spelling for them and jsonb rejects them), as are
-    non-string keys (they would come back as strings) and NUL characters (jsonb rejects them).
+    non-string keys (they would come back as strings), NUL characters (jsonb rejects them),
+    integers outside the signed 64-bit range (SQLite's JSON functions and the readers' parser
+    keep integers exact only within it: beyond, one would read back as a float), nesting deeper
+    than :data:`JSON_MAX_DEPTH` levels and reference cycles (a dict or list that contains
+    itself), each as a :class:`ValidationError` naming the path (``result.a[1].b``).
     ``copy=True`` returns a deep copy (records must not share the caller's dicts); with
     ``copy=False`` a document that is already plain comes back as the same object.
     """
-    return _json_value(field, value, 0, copy)
+    if not copy and is_plain_json(value):
+        return value
+    return _json_copy(field, value, 0, set())
 
 
-def _json_value(path: str, value: object, depth: int, copy: bool) -> Any:
+def is_plain_json(value: object, depth: int = 0) -> bool:
+    """Whether ``value`` is already what :func:`as_json` returns (a cheap check, no copy).
+
+    The store runs it on every document right before writing, so a document changed in place
+    after validation is caught; a cycle shows as nesting past the depth limit. The common
+    scalars are checked inline, without a call each: this runs for every record of a bulk write.
+    """
+    kind = type(value)
+    if kind is dict:
+        if depth > JSON_MAX_DEPTH:
+            return False
+        mapping: dict[Any, Any] = value  # type: ignore[assignment]
+        for key, item in mapping.items():
+            if type(key) is not str:
+                return False
+            if not (key.isascii() and "\x00" not in key) and not _storable_text(key):
+                return False
+            item_kind = type(item)
+            if item_kind is str:
+                if not (item.isascii() and "\x00" not in item) and not _storable_text(item):
+                    return False
+            elif item_kind is int:
+                if not -INT64_MAX - 1 <= item <= INT64_MAX:
+                    return False
+            elif item is not None and item_kind is not bool and not is_plain_json(
+                item, depth + 1
+            ):
+                return False
+        return True
+    if kind is list:
+        if depth > JSON_MAX_DEPTH:
+            return False
+        items: list[Any] = value  # type: ignore[assignment]
+        return all(is_plain_json(item, depth + 1) for item in items)
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+        return (text.isascii() and "\x00" not in text) or _storable_text(text)
+    if kind is int:
+        return -INT64_MAX - 1 <= value <= INT64_MAX  # type: ignore[operator]
+    if kind is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    return value is None or kind is bool
+
+
+def _storable_text(value: str) -> bool:
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_copy(path: str, value: object, depth: int, open_containers: set[int]) -> Any:
+    """A plain copy of ``value``; ``open_containers``: ids of the dicts/lists enclosing it."""
     kind = type(value)
     if kind is str:
-        if "\x00" in value or not value.isascii():  # type: ignore[attr-defined,operator]
-            return as_text(path, value)
-        return value
-    if kind is int or kind is bool or value is None:
-        if kind is int and not -INT64_MAX - 1 <= value <= INT64_MAX:  # type: ignore[operator]
-            raise ValidationError(path, value, "integer outside the 64-bit range")
-        return value
-    if kind is float:
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            raise ValidationError(path, value, "NaN and Infinity are not valid JSON")
-        return value
-    if depth > JSON_MAX_DEPTH:
-        raise ValidationError(path, "...", f"nested deeper than {JSON_MAX_DEPTH} levels")
-    if kind is dict and not copy:
-        mapping: dict[Any, Any] = value  # type: ignore[assignment]
-        changed = False
-        for key, item in mapping.items():
-            if type(key) is not str or "\x00" in key or not key.isascii():
-                changed = True  # the slow path checks the key
-                break
-            if _json_value(f"{path}.{key}", item, depth + 1, copy) is not item:
-                changed = True
-                break
-        if not changed:
-            return value
-    if kind is list and not copy:
-        items: list[Any] = value  # type: ignore[assignment]
-        if all(
-            _json_value(f"{path}[{i}]", item, depth + 1, copy) is item
-            for i, item in enumerate(items)
-        ):
-            return value
-    return _json_convert(path, value, depth, copy)
-
-
-def _json_convert(path: str, value: object, depth: int, copy: bool) -> Any:
+        return as_text(path, value)
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        return as_text(path, value)
     if isinstance(value, numbers.Integral):
         number = int(value)
         if not -INT64_MAX - 1 <= number <= INT64_MAX:
@@ -209,15 +233,29 @@ def _json_convert(path: str, value: object, depth: int, copy: bool) -> Any:
         if not math.isfinite(real):
             raise ValidationError(path, value, "NaN and Infinity are not valid JSON")
         return real
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValidationError(path, key, "JSON object keys must be strings")
-            out[as_text(path, key)] = _json_value(f"{path}.{key}", item, depth + 1, copy)
-        return out
-    if isinstance(value, list | tuple):
+    if isinstance(value, str):
+        return as_text(path, str(value))
+    if not isinstance(value, Mapping | list | tuple):
+        raise ValidationError(path, value, f"{type(value).__name__} is not JSON-serialisable")
+    marker = id(value)
+    if marker in open_containers:
+        raise ValidationError(path, "...", "contains itself (a reference cycle): not JSON")
+    if depth > JSON_MAX_DEPTH:
+        raise ValidationError(path, "...", f"nested deeper than {JSON_MAX_DEPTH} levels")
+    open_containers.add(marker)
+    try:
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ValidationError(path, key, "JSON object keys must be strings")
+                out[as_text(path, key)] = _json_copy(
+                    f"{path}.{key}", item, depth + 1, open_containers
+                )
+            return out
         return [
-            _json_value(f"{path}[{i}]", item, depth + 1, copy) for i, item in enumerate(value)
+            _json_copy(f"{path}[{i}]", item, depth + 1, open_containers)
+            for i, item in enumerate(value)
         ]
-    raise ValidationError(path, value, f"{type(value).__name__} is not JSON-serialisable")
+    finally:
+        open_containers.discard(marker)

@@ -55,9 +55,10 @@ def _now() -> datetime:
 def _storable(field: str, value: object, *, data_errors: bool = True) -> Iterator[None]:
     """A value the serializer (with ``data_errors``: or the database) refuses: ValidationError.
 
-    Only a record changed in place after validation gets here (e.g. NaN put into its result
-    dict): the strict JSON serializer, a column type or the database refuses it, and the
-    transaction around it is rolled back, so nothing is kept. A bulk batch reports the
+    A backstop: records are checked again right before writing (their ``result`` documents
+    too, see ``validate_record``), so only what that check cannot see gets here; the strict
+    JSON serializer, a column type or the database refuses it, and the transaction around it
+    is rolled back, so nothing is kept. A bulk batch reports the
     database's DataError this way too, as it cannot name the row; a single save leaves it as
     it is, with the row in its message.
     """
