@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select
 
-from miyabi_analytics._validate import as_time_bound, as_uuid
+from miyabi_analytics._validate import as_uuid, as_window
 from miyabi_analytics.agents import check_agent_type
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.records import ExecutionStatus
@@ -54,11 +54,12 @@ class SummaryFilters:
         since: object = None,
         until: object = None,
     ) -> SummaryFilters:
-        """Validate user-facing filter arguments (ids may be one or many)."""
-        start = None if since is None else as_time_bound("since", since)
-        end = None if until is None else as_time_bound("until", until)
-        if start is not None and end is not None and end < start:
-            raise ValidationError("until", until, f"is before since ({start.isoformat()})")
+        """Validate user-facing filter arguments (ids may be one or many).
+
+        ``since``/``until`` are checked by :func:`~miyabi_analytics._validate.as_window`, as
+        in every reader and the report: ``since`` must be before ``until``.
+        """
+        start, end = as_window(since, until)
         return cls(
             repository_ids=None if repository_id is None else tuple(
                 as_uuid("repository_id", v) for v in _many("repository_id", repository_id)

@@ -29,7 +29,7 @@ from miyabi_analytics._db.schema import analytics, executions, logs
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._db.types import UuidText
 from miyabi_analytics._db.views import TYPED_METRICS, summary
-from miyabi_analytics._validate import INT32_MAX, as_int, as_time_bound, as_uuid
+from miyabi_analytics._validate import INT32_MAX, as_int, as_uuid, as_window
 from miyabi_analytics.agents import AGENT_TYPES, agent_category
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import SummaryFilters
@@ -403,14 +403,15 @@ def iter_summary(
     """:func:`read_summary` in DataFrames of at most ``chunksize`` rows, for larger-than-memory.
 
     Each chunk has the full dtypes; the rows come in the same order as from read_summary.
+    Bad arguments are refused by the call itself, before the first chunk is asked for.
     """
     size = as_int("chunksize", chunksize, low=1, high=INT32_MAX)
     spec = summary_columns(columns)
-    for batch in _ordered_batches(bind, spec, {
+    batches = _ordered_batches(bind, spec, {
         "repository_id": repository_id, "user_id": user_id, "agent_types": agent_types,
         "statuses": statuses, "since": since, "until": until,
-    }, size):
-        yield from_arrow(pa.Table.from_batches([batch]), spec)
+    }, size)
+    return (from_arrow(pa.Table.from_batches([batch]), spec) for batch in batches)
 
 
 def export_summary(
@@ -428,21 +429,28 @@ def export_summary(
     """Write the summary to a Parquet file in constant memory; returns the number of rows.
 
     The file is written next to ``path`` and renamed into place, so a failed export leaves no
-    half-written file.
+    half-written file. A ``path`` that is a directory, or whose directory does not exist or
+    cannot be written, is a :class:`ValidationError` naming ``path``, before any query.
     """
     import pyarrow.parquet as pq
 
+    target = _export_target(path)
     spec = summary_columns(columns)
     schema = arrow_schema(spec)
     batches = _ordered_batches(bind, spec, {
         "repository_id": repository_id, "user_id": user_id, "agent_types": agent_types,
         "statuses": statuses, "since": since, "until": until,
     }, DEFAULT_CHUNK)
-    target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
     rows = 0
     try:
-        with pq.ParquetWriter(partial, schema, compression="zstd") as writer:
+        try:
+            writer = pq.ParquetWriter(partial, schema, compression="zstd")
+        except OSError as exc:  # e.g. a directory this process may not write into
+            raise ValidationError(
+                "path", str(path), f"cannot be written: {exc.strerror or exc}"
+            ) from exc
+        with writer:
             for batch in batches:
                 writer.write_batch(batch)
                 rows += batch.num_rows
@@ -450,6 +458,22 @@ def export_summary(
     finally:
         partial.unlink(missing_ok=True)
     return rows
+
+
+def _export_target(path: object) -> Path:
+    """``export_summary``'s file: a path whose directory exists and that is not a directory."""
+    if not isinstance(path, str | os.PathLike):
+        raise ValidationError("path", path, "expected a file path (str or os.PathLike)")
+    try:
+        target = Path(path)
+    except TypeError:  # a PathLike whose __fspath__ returns bytes
+        raise ValidationError("path", path, "expected a file path (str or os.PathLike)") from None
+    if not target.name or target.is_dir():
+        raise ValidationError("path", str(path), "is a directory: name the Parquet file")
+    if not target.parent.is_dir():
+        problem = "is not a directory" if target.parent.exists() else "does not exist"
+        raise ValidationError("path", str(path), f"its directory {str(target.parent)!r} {problem}")
+    return target
 
 
 def read_summary_simple(
@@ -489,7 +513,8 @@ def read_logs(
 ) -> pd.DataFrame:
     """Log lines, oldest first, and in the order written within an instant.
 
-    ``since``/``until`` (inclusive/exclusive) filter on ``logged_at``.
+    ``since``/``until`` (inclusive/exclusive) filter on ``logged_at``; the window is checked
+    as :func:`read_summary`'s: ``since`` must be before ``until``.
     """
     stmt = select(*(logs.c[name] for name in LOG_DTYPES))
     if execution_id is not None:
@@ -504,10 +529,11 @@ def read_logs(
             except ValidationError:
                 raise ValidationError("levels", name, "unknown log level") from None
         stmt = stmt.where(logs.c.log_level.in_(checked))
-    if since is not None:
-        stmt = stmt.where(logs.c.logged_at >= as_time_bound("since", since))
-    if until is not None:
-        stmt = stmt.where(logs.c.logged_at < as_time_bound("until", until))
+    start, end = as_window(since, until)
+    if start is not None:
+        stmt = stmt.where(logs.c.logged_at >= start)
+    if end is not None:
+        stmt = stmt.where(logs.c.logged_at < end)
     with begin(bind) as conn:
         # Lines of one instant (log_many stamps a whole batch with one) in the order written.
         rows = conn.execute(stmt.order_by(logs.c.logged_at, write_order(logs))).all()

@@ -11,7 +11,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, Self, TypedDict
 
-from miyabi_analytics._validate import INT32_MAX, as_aware, as_int, as_json, as_text, as_uuid
+from miyabi_analytics._validate import (
+    INT32_MAX,
+    as_aware,
+    as_int,
+    as_json,
+    as_text,
+    as_uuid,
+    is_plain_json,
+)
 from miyabi_analytics.agents import check_agent_type
 from miyabi_analytics.errors import ValidationError
 
@@ -127,13 +135,19 @@ class AgentExecutionResult:
 def validate_record(record: object, *, copy: bool = True) -> AgentExecutionResult:
     """Check every field of a record; returns it normalised (UTC datetimes, plain JSON).
 
-    With ``copy=False`` (the store's bulk paths) a record that is already normal is returned as
-    the same object, so re-checking records made by the builder costs little.
+    With ``copy=False`` (the store, right before writing) a record that is already normal is
+    returned as the same object, so re-checking records made by the builder costs little: their
+    fields are frozen, and only the ``result`` document, which the frozen record cannot stop
+    being changed in place, is checked again (:func:`is_plain_json`, no copy).
     """
     if not isinstance(record, AgentExecutionResult):
         raise ValidationError("result", record, "expected an AgentExecutionResult")
-    if not copy and _VALIDATED.get(id(record)) is record:
-        return record  # made by build()/evolve()/this function: checked once already
+    if (
+        not copy
+        and _VALIDATED.get(id(record)) is record
+        and (record.result is None or is_plain_json(record.result))
+    ):
+        return record  # made by build()/evolve()/this function, its document still plain
     started = None if record.started_at is None else as_aware("started_at", record.started_at)
     completed = (
         None if record.completed_at is None else as_aware("completed_at", record.completed_at)
@@ -173,10 +187,10 @@ def validate_record(record: object, *, copy: bool = True) -> AgentExecutionResul
     return checked
 
 
-# Records that passed validate_record, by identity. Records are frozen, so re-checking them in a
-# bulk write only costs time; what the frozen record cannot stop (mutating its ``result`` dict
-# in place) the serializer and the database still refuse, and the store reports it as a
-# ValidationError.
+# Records that passed validate_record, by identity. Records are frozen, so re-checking their
+# fields in a bulk write only costs time; what the frozen record cannot stop (its ``result``
+# document changed in place: 10**40, NaN, a cycle put in) is caught by the cheap re-check of
+# that document above, which sends the record through the full validation again.
 _VALIDATED: weakref.WeakValueDictionary[int, AgentExecutionResult] = (
     weakref.WeakValueDictionary()
 )

@@ -30,7 +30,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from miyabi_analytics._db.engine import connect, mask_url, resolve_url
 from miyabi_analytics._db.migrate import migrate
-from miyabi_analytics._validate import as_time_bound, as_uuid
+from miyabi_analytics._validate import (
+    PREVIOUS_PERIOD_EARLIEST,
+    as_time_bound,
+    as_uuid,
+    as_window,
+)
 from miyabi_analytics.errors import MiyabiError, ValidationError
 from miyabi_analytics.report_runs import ReportRunStatus, finish_run, start_run
 
@@ -93,16 +98,24 @@ def report_window(
 
     ``until`` defaults to the start of tomorrow (UTC), so today is included; ``since`` to
     :data:`DEFAULT_DAYS` days before ``until``. Bounds are aware datetimes, dates or ISO
-    strings (a date means UTC midnight).
+    strings (a date means UTC midnight). The window is checked as every reader's, and the
+    previous period of equal length, which the report compares with, must start on or after
+    1970-01-01 (see :func:`~miyabi_analytics._validate.as_window`).
     """
     if until is None:
         today = (now or datetime.now(UTC)).astimezone(UTC).date()
-        end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=UTC)
-    else:
-        end = as_time_bound("until", until)
-    start = end - timedelta(days=DEFAULT_DAYS) if since is None else as_time_bound("since", since)
-    if start >= end:
-        raise ValidationError("until", until or end.isoformat(), "must be after since")
+        until = datetime.combine(today + timedelta(days=1), time(0), tzinfo=UTC)
+    if since is None:
+        last = as_time_bound("until", until)
+        if last - PREVIOUS_PERIOD_EARLIEST < 2 * timedelta(days=DEFAULT_DAYS):
+            raise ValidationError(
+                "until", until, f"too early for a {DEFAULT_DAYS}-day report and its previous "
+                f"period (they would start before {PREVIOUS_PERIOD_EARLIEST:%Y-%m-%d})"
+            )
+        since = last - timedelta(days=DEFAULT_DAYS)
+    start, end = as_window(since, until, previous_period=True)
+    assert start is not None  # both were given
+    assert end is not None
     return start, end
 
 

@@ -12,6 +12,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 from sqlalchemy import Connection, Engine, Row, Table, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
+from miyabi_analytics._bulk_args import bulk_argument, checked_records, log_row, metrics_row
 from miyabi_analytics._db import liveness
 from miyabi_analytics._db.bulk import encoder, existing_rows, insert_rows, update_rows
 from miyabi_analytics._db.retry import (
@@ -60,9 +61,10 @@ def _now() -> datetime:
 def _storable(field: str, value: object, *, data_errors: bool = True) -> Iterator[None]:
     """A value the serializer (with ``data_errors``: or the database) refuses: ValidationError.
 
-    Only a record changed in place after validation gets here (e.g. NaN put into its result
-    dict): the strict JSON serializer, a column type or the database refuses it, and the
-    transaction around it is rolled back, so nothing is kept. A bulk batch reports the
+    A backstop: records are checked again right before writing (their ``result`` documents
+    too, see ``validate_record``), so only what that check cannot see gets here; the strict
+    JSON serializer, a column type or the database refuses it, and the transaction around it
+    is rolled back, so nothing is kept. A bulk batch reports the
     database's DataError this way too, as it cannot name the row; a single save leaves it as
     it is, with the row in its message.
     """
@@ -237,14 +239,21 @@ class ExecutionStore:
         PostgreSQL), checked against the lifecycle and updated; new ids go in by binary COPY on
         PostgreSQL and a raw executemany on SQLite. An id repeated inside a batch is applied in
         order, as if saved one by one. ``progress`` shows a bar (``None``: when interactive).
+
+        ``results`` may be any iterable (a generator too: it is read batch by batch). A string,
+        a mapping or a lone record is refused at once; an element that is not a valid record
+        as its batch is filled (``results[i]`` named with its type or bad field), so nothing
+        of that batch is written. Each record's ``result`` is checked again right before it is
+        written, so a document changed in place after validation is refused the same way.
         """
         size = as_int("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
         total_hint = len(results) if isinstance(results, Sized) else None
         total = 0
         batch: list[AgentExecutionResult] = []
+        records = checked_records(results)  # refuses a wrong container now, elements in turn
         with progress_bar(progress, total=total_hint, desc="executions") as bar:
-            for item in results:
-                batch.append(validate_record(item, copy=False))
+            for record in records:
+                batch.append(record)
                 if len(batch) == size:
                     total += self._retrying(self._save_batch, batch)
                     bar.update(len(batch))
@@ -524,26 +533,17 @@ class ExecutionStore:
         """Store many metrics documents, each batch in one transaction; returns the count.
 
         Validation is that of :meth:`save_analysis_metrics`; an unknown execution id raises
-        :class:`NotFound` and stores nothing of its batch.
+        :class:`NotFound` and stores nothing of its batch. ``entries`` is any iterable of
+        :class:`MetricsEntry` or ``(execution_id, metrics[, created_at])`` tuples, read batch
+        by batch; a bad element (``entries[i]``) refuses its batch, as in
+        :meth:`save_executions`.
         """
         size = as_int("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
+        items = bulk_argument("entries", entries, "MetricsEntry or (execution_id, metrics)")
         rows: list[dict[str, Any]] = []
         total = 0
-        for item in entries:
-            entry = item if isinstance(item, MetricsEntry) else MetricsEntry(*item)
-            valid = validate_metrics(entry.metrics)
-            rows.append(
-                {
-                    "id": uuid.uuid4(),
-                    "execution_id": as_uuid("execution_id", entry.execution_id),
-                    "metrics": valid.document,
-                    "created_at": (
-                        _now() if entry.created_at is None
-                        else as_aware("created_at", entry.created_at)
-                    ),
-                    **valid.columns,
-                }
-            )
+        for index, item in enumerate(items):
+            rows.append(metrics_row(index, item, _now()))
             if len(rows) == size:
                 total += self._insert_children(analytics, rows, with_agent_type=True)
                 rows = []
@@ -554,27 +554,18 @@ class ExecutionStore:
     def log_many(
         self, entries: Iterable[LogEntry], *, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> int:
-        """Append many log lines, each batch in one transaction; returns the count."""
+        """Append many log lines, each batch in one transaction; returns the count.
+
+        ``entries`` is any iterable of :class:`LogEntry`, read batch by batch; a bad element
+        (``entries[i]``) refuses its batch, as in :meth:`save_executions`.
+        """
         size = as_int("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
+        items = bulk_argument("entries", entries, "LogEntry records")
         rows: list[dict[str, Any]] = []
         total = 0
         now = _now()
-        for entry in entries:
-            rows.append(
-                {
-                    "id": uuid.uuid4(),
-                    "execution_id": as_uuid("execution_id", entry.execution_id),
-                    "log_level": check_log_level(entry.level),
-                    "message": as_text("message", entry.message),
-                    "metadata": (
-                        None if entry.metadata is None
-                        else _json_mapping("metadata", entry.metadata)
-                    ),
-                    "logged_at": (
-                        now if entry.logged_at is None else as_aware("logged_at", entry.logged_at)
-                    ),
-                }
-            )
+        for index, item in enumerate(items):
+            rows.append(log_row(index, item, now))
             if len(rows) == size:
                 total += self._insert_children(logs, rows, with_agent_type=False)
                 rows = []
