@@ -5,6 +5,7 @@ from miyabi_analytics._db.engine import connect as connect
 from miyabi_analytics._db.engine import mask_url as mask_url
 from miyabi_analytics._db.migrate import downgrade as downgrade
 from miyabi_analytics._db.migrate import migrate as migrate
+from miyabi_analytics._version import package_version as _package_version
 from miyabi_analytics.agents import AGENT_CATEGORIES as AGENT_CATEGORIES
 from miyabi_analytics.agents import AGENT_TYPES as AGENT_TYPES
 from miyabi_analytics.agents import AIEntrepreneurAgent as AIEntrepreneurAgent
@@ -51,6 +52,8 @@ from miyabi_analytics.records import MetricsEntry as MetricsEntry
 from miyabi_analytics.report_runs import read_report_runs as read_report_runs
 from miyabi_analytics.store import ExecutionStore as ExecutionStore
 from miyabi_analytics.widgets import dashboard as dashboard
+
+__version__: str = _package_version()
 
 __all__ = [
     "AGENT_CATEGORIES",

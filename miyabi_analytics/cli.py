@@ -9,16 +9,29 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import URL
+from sqlalchemy import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from miyabi_analytics._db.engine import connect, mask_url, resolve_url
 from miyabi_analytics._db.migrate import current_revision, downgrade, migrate
+from miyabi_analytics._outputs import check_output_file
+from miyabi_analytics._version import package_version
 from miyabi_analytics.errors import MiyabiError
 
 __all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, refusing as the rest of the command does: one line on stderr, exit 2.
+
+    The stock ``error`` prints the whole usage first; the line names the option and the value,
+    and points to ``--help`` for the rest.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -31,10 +44,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _at_least_one(text: str) -> int:
+    value = _positive_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="miyabi-analytics",
         description="Track and analyse the executions of Miyabi's business agents.",
+        allow_abbrev=False,  # "--v" is not a way to ask for the version
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {package_version()}",
+        help="print the version and exit",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     url_help = (
@@ -55,8 +82,19 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="load a synthetic history, summarise it and write a report"
     )
     cmd.add_argument("--url", help=url_help)
-    cmd.add_argument("--executions", type=_positive_int, default=20_000)
-    cmd.add_argument("--seed", type=int, default=42)
+    cmd.add_argument(
+        "--executions",
+        type=_at_least_one,
+        default=20_000,
+        metavar="N",
+        help="executions to generate, written in batches as they are made (default: 20000)",
+    )
+    cmd.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="random seed: the same seed gives the same history, loaded once (default: 42)",
+    )
     cmd.add_argument(
         "--output",
         default="miyabi-report.html",
@@ -74,7 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument("--repository", metavar="UUID", help="report on this repository only")
     cmd.add_argument("--title", help="the report's heading (default: Miyabi agents report)")
-    cmd.add_argument("--format", choices=("html", "ipynb"), default="html")
+    cmd.add_argument(
+        "--format",
+        choices=("html", "ipynb"),
+        default="html",
+        help="html: a self-contained page, code hidden; ipynb: the executed notebook "
+        "(default: html)",
+    )
     cmd.add_argument(
         "--output", help="output file (default: ./miyabi-report.html or .ipynb)"
     )
@@ -158,21 +202,29 @@ def _downgrade(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from miyabi_analytics.demo import iter_history, load_demo
 
-    from miyabi_analytics.demo import load_demo
-    from miyabi_analytics.reader import read_summary
-
+    # Everything refusable is refused before the database is touched.
+    iter_history(args.executions, seed=args.seed)  # validates the count; makes nothing yet
+    check_output_file("output", args.output)
     engine = connect(args.url)
     try:
         began = time.perf_counter()
         migrate(engine)
-        load_demo(engine, args.executions, seed=args.seed, progress=_say)
-        frame = read_summary(
-            engine, columns=["agent_type", "status", "quality_score", "duration_seconds"]
-        )
-        _say(f"loaded into {mask_url(engine.url)} in {time.perf_counter() - began:.1f}s\n")
-        print(_summary_table(frame, pd))
+        try:
+            loaded = load_demo(engine, args.executions, seed=args.seed)
+        except KeyboardInterrupt:
+            print("miyabi-analytics: demo interrupted; nothing was loaded", file=sys.stderr)
+            return 130
+        if loaded.already_loaded:
+            print(f"the demo history of seed {args.seed} is already in {mask_url(engine.url)}")
+        else:
+            print(
+                f"loaded {loaded.executions:,} executions, {loaded.metrics:,} metrics and "
+                f"{loaded.logs:,} log lines into {mask_url(engine.url)} "
+                f"in {time.perf_counter() - began:.1f}s"
+            )
+        print(_summary_table(engine))
     finally:
         engine.dispose()
     return _write_report(engine.url, output=args.output)
@@ -186,7 +238,6 @@ def _write_report(url: str | URL | None, **options: Any) -> int:
     quiet = logging.getLogger("papermill")
     if not any(isinstance(handler, logging.NullHandler) for handler in quiet.handlers):
         quiet.addHandler(logging.NullHandler())
-    began = time.perf_counter()
     try:
         path = generate_report(url, **options)
     except ReportError as exc:
@@ -195,12 +246,12 @@ def _write_report(url: str | URL | None, **options: Any) -> int:
     except KeyboardInterrupt:
         print("miyabi-analytics: report interrupted", file=sys.stderr)
         return 130
-    _say(f"report written in {time.perf_counter() - began:.1f}s")
     print(path)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
+    check_output_file("output", args.output or f"miyabi-report.{args.format}")
     return _write_report(
         args.url,
         since=args.since,
@@ -223,18 +274,23 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary_table(frame: Any, pd: Any) -> str:
-    grouped = frame.groupby("agent_type", observed=True)
-    completed = grouped["status"].apply(lambda s: int((s == "completed").sum()))
-    failed = grouped["status"].apply(lambda s: int((s == "failed").sum()))
+def _summary_table(engine: Engine) -> str:
+    """Per agent, computed in the database: the same few rows whatever the history's size."""
+    import pandas as pd
+
+    from miyabi_analytics.aggregates import duration_stats, quality_trend, success_rates
+
+    rates = success_rates(engine).set_index("agent_type")
+    quality = quality_trend(engine, freq=None).set_index("agent_type")["mean_quality"]
+    median = duration_stats(engine).set_index("agent_type")["p50_seconds"]
     table = pd.DataFrame(
         {
-            "executions": grouped.size(),
-            "completed": completed,
-            "failed": failed,
-            "success_rate": (completed / (completed + failed)).map("{:.1%}".format),
-            "mean_quality": grouped["quality_score"].mean().round(1),
-            "median_minutes": (grouped["duration_seconds"].median() / 60).round(1),
+            "executions": rates["executions"],
+            "completed": rates["completed"],
+            "failed": rates["failed"],
+            "success_rate": rates["success_rate"].map("{:.1%}".format),
+            "mean_quality": quality.reindex(rates.index).round(1),
+            "median_minutes": (median.reindex(rates.index) / 60).round(1),
         }
     )
     return str(table.to_string())

@@ -11,13 +11,17 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine
 
+from miyabi_analytics._db.retry import run_with_retries
+from miyabi_analytics._db.tx import begin
+from miyabi_analytics._progress import progress_bar
+from miyabi_analytics._validate import as_int
 from miyabi_analytics.agents import AGENT_TYPES
 from miyabi_analytics.records import (
     AgentExecutionResult,
@@ -26,9 +30,23 @@ from miyabi_analytics.records import (
     MetricsEntry,
     validate_record,
 )
-from miyabi_analytics.store import ExecutionStore
+from miyabi_analytics.store import MAX_BATCH_SIZE, ExecutionStore
 
-__all__ = ["ERROR_MESSAGES", "SyntheticHistory", "generate_history", "load_demo"]
+__all__ = [
+    "DEMO_BATCH_SIZE",
+    "ERROR_MESSAGES",
+    "MAX_EXECUTIONS",
+    "DemoLoad",
+    "SyntheticHistory",
+    "generate_history",
+    "iter_history",
+    "load_demo",
+]
+
+DEMO_BATCH_SIZE: Final = 10_000
+"""Executions made and written at a time: about 25 MB with their metrics and logs."""
+MAX_EXECUTIONS: Final = 1_000_000_000
+"""Far more than any demo needs (days of loading at a few thousand a second): a typo beyond."""
 
 ERROR_MESSAGES: Final = (
     ("LLM API timeout after 120s", 9.0),
@@ -113,14 +131,86 @@ def generate_history(
     days: int = 120,
     repositories: int = 6,
 ) -> SyntheticHistory:
-    """Build ``executions`` executions spread over the ``days`` before ``end`` (default: now)."""
+    """Build ``executions`` executions spread over the ``days`` before ``end`` (default: now).
+
+    All in memory at once (about 2.5 kB per execution with its metrics and logs): for large
+    histories use :func:`iter_history`, which makes the same records batch by batch.
+    """
+    rng, history = _start(seed, repositories)
+    for record, metrics, logs in _executions(rng, history, _count(executions), end, days):
+        history.executions.append(record)
+        if metrics is not None:
+            history.metrics.append(metrics)
+        history.logs.extend(logs)
+    return history
+
+
+def iter_history(
+    executions: int = 20_000,
+    *,
+    seed: int = 42,
+    end: datetime | None = None,
+    days: int = 120,
+    repositories: int = 6,
+    batch_size: int = DEMO_BATCH_SIZE,
+) -> Iterator[SyntheticHistory]:
+    """The history :func:`generate_history` makes, as batches made while they are consumed.
+
+    Each batch holds at most ``batch_size`` executions with their metrics and logs, and nothing
+    of a batch is kept once the next one is asked for: memory stays that of one batch however
+    many executions are asked for. The batches together are exactly ``generate_history``'s
+    history for the same arguments (``end`` included: pass one to compare).
+
+    Raises:
+        ValidationError: ``executions`` or ``batch_size`` is not a usable count (raised here,
+            not at the first batch).
+    """
+    count = _count(executions)
+    size = as_int("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
+    rng, shared = _start(seed, repositories)
+    return _batches(_executions(rng, shared, count, end, days), shared, size)
+
+
+def _count(executions: object) -> int:
+    return as_int("executions", executions, low=0, high=MAX_EXECUTIONS)
+
+
+def _start(seed: int, repositories: int) -> tuple[random.Random, SyntheticHistory]:
     rng = random.Random(seed)
-    end = (end or datetime.now(UTC)).astimezone(UTC)
-    start = end - timedelta(days=days)
-    history = SyntheticHistory(
+    return rng, SyntheticHistory(
         repository_ids=[_uuid(rng) for _ in range(repositories)],
         user_ids=[_uuid(rng) for _ in range(repositories * 2)],
     )
+
+
+def _batches(
+    rows: Iterator[tuple[AgentExecutionResult, MetricsEntry | None, list[LogEntry]]],
+    shared: SyntheticHistory,
+    size: int,
+) -> Iterator[SyntheticHistory]:
+    batch = SyntheticHistory(shared.repository_ids, shared.user_ids)
+    for record, metrics, logs in rows:
+        batch.executions.append(record)
+        if metrics is not None:
+            batch.metrics.append(metrics)
+        batch.logs.extend(logs)
+        if len(batch.executions) == size:
+            yield batch
+            batch = SyntheticHistory(shared.repository_ids, shared.user_ids)
+    if batch.executions:
+        yield batch
+
+
+def _executions(
+    rng: random.Random,
+    history: SyntheticHistory,
+    executions: int,
+    end: datetime | None,
+    days: int,
+) -> Iterator[tuple[AgentExecutionResult, MetricsEntry | None, list[LogEntry]]]:
+    """One execution at a time, with its metrics (if any) and log lines, in the seed's order."""
+    end = (end or datetime.now(UTC)).astimezone(UTC)
+    start = end - timedelta(days=days)
     weights = [_PROFILES[a][0] for a in AGENT_TYPES]
     errors, error_weights = zip(*ERROR_MESSAGES, strict=True)
     span = (end - start).total_seconds()
@@ -135,6 +225,7 @@ def generate_history(
         weeks_in = (started - start).days / 7
         duration = timedelta(seconds=median_min * 60 * math.exp(rng.gauss(0, 0.6)))
         roll = rng.random()
+        metrics: MetricsEntry | None = None
         builder: dict[str, Any] = {
             "id": _uuid(rng),
             "repository_id": repo,
@@ -171,17 +262,13 @@ def generate_history(
                 },
             )
             if rng.random() < 0.85:
-                history.metrics.append(
-                    MetricsEntry(
-                        builder["id"],
-                        _metrics_for(agent, rng, quality),
-                        created_at=started + duration,
-                    )
+                metrics = MetricsEntry(
+                    builder["id"],
+                    _metrics_for(agent, rng, quality),
+                    created_at=started + duration,
                 )
         record = validate_record(AgentExecutionResult(**builder))  # as build() does
-        history.executions.append(record)
-        history.logs.extend(_logs_for(record, rng))
-    return history
+        yield record, metrics, list(_logs_for(record, rng))
 
 
 def _logs_for(record: AgentExecutionResult, rng: random.Random) -> Iterator[LogEntry]:
@@ -204,30 +291,59 @@ def _logs_for(record: AgentExecutionResult, rng: random.Random) -> Iterator[LogE
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DemoLoad:
+    """What :func:`load_demo` wrote; all zero with ``already_loaded`` when the seed's was there."""
+
+    executions: int
+    metrics: int
+    logs: int
+    already_loaded: bool = False
+
+
 def load_demo(
     bind: Engine | Connection,
     executions: int = 20_000,
     *,
     seed: int = 42,
     end: datetime | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> SyntheticHistory:
-    """Generate a history and write it through the store's bulk paths.
+    batch_size: int = DEMO_BATCH_SIZE,
+    progress: bool | None = None,
+) -> DemoLoad:
+    """Generate a history and write it batch by batch through the store's bulk paths.
 
-    Loading the same seed twice is a no-op (the ids are seeded), so re-running the demo never
-    duplicates metrics or logs.
+    Memory stays that of one batch (:func:`iter_history`), so ``executions`` is bounded by time
+    and disk only. The whole load is one transaction: a failed or interrupted load leaves
+    nothing behind, and with an engine a transient failure (a lost connection, a lock) runs it
+    again from the start, with the same rows. Loading the same seed twice is a no-op (the ids
+    are seeded; the first one marks a loaded history), so re-running the demo never duplicates
+    metrics or logs. ``progress`` shows a bar (``None``: when interactive).
+
+    Raises:
+        ValidationError: ``executions`` or ``batch_size`` is not a usable count (nothing is
+            written).
     """
-    history = generate_history(executions, seed=seed, end=end)
-    store = ExecutionStore(bind)
-    if history.executions and store.exists(history.executions[0].id):
-        if progress:
-            progress(f"the demo history for seed {seed} is already loaded; not loading it again")
-        return history
-    store.save_executions(history.executions)
-    if progress:
-        progress(f"saved {len(history.executions):,} executions")
-    store.save_analysis_metrics_many(history.metrics)
-    store.log_many(history.logs)
-    if progress:
-        progress(f"saved {len(history.metrics):,} metrics and {len(history.logs):,} log lines")
-    return history
+    end = (end or datetime.now(UTC)).astimezone(UTC)  # fixed: a rerun makes the same rows
+    iter_history(executions, seed=seed, end=end, batch_size=batch_size)  # validates, makes none
+
+    def load(conn: Connection) -> DemoLoad:
+        store = ExecutionStore(conn)
+        records = metrics = logs = 0
+        batches = iter_history(executions, seed=seed, end=end, batch_size=batch_size)
+        with progress_bar(progress, total=executions, desc="demo", unit="execution") as bar:
+            for number, batch in enumerate(batches):
+                if number == 0 and store.exists(batch.executions[0].id):
+                    return DemoLoad(0, 0, 0, already_loaded=True)
+                records += store.save_executions(batch.executions, progress=False)
+                metrics += store.save_analysis_metrics_many(batch.metrics)
+                logs += store.log_many(batch.logs)
+                bar.update(len(batch.executions))
+        return DemoLoad(records, metrics, logs)
+
+    def attempt(_: int) -> DemoLoad:
+        with begin(bind, write=True) as conn:
+            return load(conn)
+
+    if isinstance(bind, Engine):
+        return run_with_retries(attempt, what="load_demo")
+    return attempt(1)

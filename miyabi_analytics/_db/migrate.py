@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -17,12 +18,21 @@ from alembic.util import CommandError
 from sqlalchemy import URL, Connection, Engine, func, select
 
 from miyabi_analytics._db.engine import connect
-from miyabi_analytics.errors import SchemaError
+from miyabi_analytics.errors import SchemaError, ValidationError
 
-__all__ = ["current_revision", "downgrade", "head_revision", "migrate", "run_locked"]
+__all__ = [
+    "check_revision",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "migrate",
+    "run_locked",
+]
 
 # Any constant works: it only has to be the same for every process migrating this database.
 _PG_LOCK_KEY: Final = 0x6D69796162692D6D  # "miyabi-m"
+# alembic's relative targets: [branch@][anchor]+N or -N ("head-1", "+1", "0004_heartbeat+1").
+_RELATIVE: Final = re.compile(r"(?:(?P<branch>.+?)@)?(?P<anchor>\w+)?(?P<step>[+-]\d+)")
 
 
 def _script_location() -> Path:
@@ -114,24 +124,73 @@ def _known(script: ScriptDirectory, rev: str) -> bool:
         return False
 
 
+def check_revision(revision: object) -> str:
+    """``revision`` if alembic can resolve it, else :class:`ValidationError`; opens no connection.
+
+    Checked before any connection so a typo writes nothing (not even a new SQLite file). A step
+    relative to the database's own revision (``+1``, ``-1``) can only be resolved against it:
+    that happens inside the migration's transaction, which is rolled back if it fails.
+    """
+    if not isinstance(revision, str) or not revision.strip():
+        raise ValidationError("revision", revision, "expected a revision id, 'head' or 'base'")
+    relative = _RELATIVE.fullmatch(revision)
+    target = revision
+    if relative is not None:
+        if relative["anchor"] is None:
+            return revision
+        branch = relative["branch"]
+        target = f"{branch}@{relative['anchor']}" if branch else relative["anchor"]
+    script = ScriptDirectory.from_config(_config())
+    try:
+        script.revision_map.get_revisions(target)
+    except (RevisionError, CommandError) as exc:
+        raise ValidationError("revision", revision, _revision_reason(script, exc)) from None
+    return revision
+
+
+def _revision_reason(script: ScriptDirectory, exc: Exception) -> str:
+    """Alembic's own words for a bad target, with the revisions this code knows when unknown."""
+    lines = str(exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    if reason.startswith(("No such revision", "Can't locate revision")):
+        known = [rev.revision for rev in script.walk_revisions()]
+        reason = f"unknown revision (known: base, {', '.join(reversed(known))}, head)"
+    return reason
+
+
 def _run_command(
-    engine_or_url: Engine | str | URL | None, action: Callable[[Config], None]
+    engine_or_url: Engine | str | URL | None,
+    revision: str,
+    action: Callable[[Config, str], None],
 ) -> None:
+    target = check_revision(revision)
     cfg = _config()
     with _engine_for(engine_or_url) as engine:
 
         def body(conn: Connection) -> None:
             cfg.attributes["connection"] = conn
-            action(cfg)
+            try:
+                action(cfg, target)
+            except (RevisionError, CommandError) as exc:  # e.g. "-1" below base: rolled back
+                script = ScriptDirectory.from_config(cfg)
+                raise ValidationError("revision", revision, _revision_reason(script, exc)) from None
 
         run_locked(engine, body)
 
 
 def migrate(engine_or_url: Engine | str | URL | None = None, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision``; idempotent and safe to call from several processes."""
-    _run_command(engine_or_url, lambda cfg: command.upgrade(cfg, revision))
+    """Upgrade the schema to ``revision``; idempotent and safe to call from several processes.
+
+    Raises:
+        ValidationError: ``revision`` is not one alembic can resolve (nothing is written).
+    """
+    _run_command(engine_or_url, revision, command.upgrade)
 
 
 def downgrade(engine_or_url: Engine | str | URL | None, revision: str) -> None:
-    """Downgrade the schema to ``revision`` (``base`` removes every table)."""
-    _run_command(engine_or_url, lambda cfg: command.downgrade(cfg, revision))
+    """Downgrade the schema to ``revision`` (``base`` removes every table).
+
+    Raises:
+        ValidationError: ``revision`` is not one alembic can resolve (nothing is written).
+    """
+    _run_command(engine_or_url, revision, command.downgrade)

@@ -193,8 +193,6 @@ def test_cli_reap(engine, db_url, capsys):
     running(engine, NOW)
     assert main(["reap", "--url", url, "--stale-after", "2h"]) == 0
     out = capsys.readouterr().out
-    with capsys.disabled():
-        print(f"\n$ miyabi-analytics reap --stale-after 2h\n{out}", end="")
     assert out.strip() == "reaped 3 running executions with no heartbeat for 2h"
     assert main(["reap", "--url", url, "--stale-after", "7200s"]) == 0
     assert capsys.readouterr().out.startswith("reaped 0 ")

@@ -219,9 +219,6 @@ def test_cli_purge(engine, db_url, archive, capsys):
 
     assert main(["purge", "--url", url, "--older-than", "90d", "--archive", str(archive)]) == 0
     out = capsys.readouterr().out
-    with capsys.disabled():
-        print(f"\n$ miyabi-analytics purge --older-than 90d --dry-run\n{dry}", end="")
-        print(f"$ miyabi-analytics purge --older-than 90d --archive DIR\n{out}", end="")
     lines = out.splitlines()
     assert lines[0].startswith("purged 8 executions (4 analytics rows, 16 log lines)")
     assert len(lines) == 4
