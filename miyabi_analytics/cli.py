@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from miyabi_analytics._db.engine import connect, mask_url, resolve_url
+from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics._db.migrate import current_revision, downgrade, migrate
 from miyabi_analytics.errors import MiyabiError
 
@@ -161,6 +161,7 @@ def _demo(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from miyabi_analytics.demo import load_demo
+    from miyabi_analytics.notebook import jupyter_command, shown_url
     from miyabi_analytics.reader import read_summary
 
     engine = connect(args.url)
@@ -171,7 +172,8 @@ def _demo(args: argparse.Namespace) -> int:
         frame = read_summary(
             engine, columns=["agent_type", "status", "quality_score", "duration_seconds"]
         )
-        _say(f"loaded into {mask_url(engine.url)} in {time.perf_counter() - began:.1f}s\n")
+        _say(f"loaded into {shown_url(engine.url)} in {time.perf_counter() - began:.1f}s")
+        _say(f"open the notebooks on it: {jupyter_command(engine.url)}\n")
         print(_summary_table(frame, pd))
     finally:
         engine.dispose()
@@ -213,10 +215,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from miyabi_analytics.notebook import shown_url
     from miyabi_analytics.reports import serve_dashboard
 
     host = f"[{args.host}]" if ":" in args.host else args.host
-    shown = mask_url(resolve_url(args.url))
+    shown = shown_url(args.url)
     _say(f"serving the dashboard of {shown} at http://{host}:{args.port}/ (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
         serve_dashboard(args.url, port=args.port, host=args.host)
