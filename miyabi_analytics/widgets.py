@@ -178,6 +178,8 @@ class DashboardView:
         self.figures: dict[str, go.FigureWidget] = {
             name: go.FigureWidget() for names in TABS.values() for name in names
         }
+        for figure in self.figures.values():  # sized to their container on a window resize
+            figure._config = {**figure._config, "responsive": True}
         self.headers = {
             "repositories": w.HTML(),
             "categories": w.HTML(),
