@@ -60,7 +60,7 @@ def test_revenue_tile_is_compact_and_rate_changes_are_points(view: DashboardView
 
 
 def test_kpi_tiles_of_hand_made_values() -> None:
-    from miyabi_analytics.widgets import _kpi_html
+    from miyabi_analytics._dashboard_parts import _kpi_html
 
     tile = _kpi_html(Kpi("revenue", "Estimated revenue", 2_638_276_706, 2_500_000_000), 28)
     assert "$2.6B" in tile
