@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -320,21 +321,25 @@ def dashboard(
 
 
 def wait_for_page_request() -> str | None:
-    """In a kernel Voila preheated, wait for the page's request and return the server's URL.
+    """Under Voila, the server URL of the page this kernel serves; ``None`` elsewhere, at once.
 
     ``miyabi-analytics serve`` has Voila run the dashboard notebook in a kernel before anyone
-    asks for the page, so the page opens at once; the cells after this call run when it is
-    requested (see :meth:`DashboardView.serve_page`). In JupyterLab, or any kernel Voila did
-    not preheat, it returns ``None`` at once.
+    asks for the page, so the page opens at once: in such a preheated kernel this waits for the
+    page's request, and the cells after it run when it came (see
+    :meth:`DashboardView.serve_page`). A kernel Voila started for a request (the preheated one
+    was taken) knows its page already and returns at once. In JupyterLab: ``None`` at once.
 
     Returns:
         The base URL the page was requested at (``http://127.0.0.1:8866/``), or ``None``.
     """
-    if os.environ.get("VOILA_PREHEAT") != "True":
-        return None
-    voila_utils: Any = importlib.import_module("voila.utils")  # untyped: Any, not a stub
-    voila_utils.wait_for_request()  # sets the request's SERVER_NAME, SERVER_PORT, ...
-    host = os.environ.get("SERVER_NAME") or os.environ.get("VOILA_APP_IP") or "127.0.0.1"
-    port = os.environ.get("SERVER_PORT") or os.environ.get("VOILA_APP_PORT", "")
     base = os.environ.get("VOILA_BASE_URL") or "/"
-    return f"http://{host}{':' + port if port else ''}{base}"
+    if os.environ.get("VOILA_PREHEAT") == "True":
+        voila_utils: Any = importlib.import_module("voila.utils")  # untyped: Any, not a stub
+        voila_utils.wait_for_request()  # sets the request's SERVER_NAME, SERVER_PORT, ...
+        host = os.environ.get("SERVER_NAME") or os.environ.get("VOILA_APP_IP") or "127.0.0.1"
+        port = os.environ.get("SERVER_PORT") or os.environ.get("VOILA_APP_PORT", "")
+        return f"http://{host}{':' + port if port else ''}{base}"
+    request = urlsplit(os.environ.get("VOILA_REQUEST_URL", ""))
+    if request.scheme in ("http", "https") and request.netloc:
+        return f"{request.scheme}://{request.netloc}{base}"
+    return None

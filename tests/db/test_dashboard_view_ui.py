@@ -119,10 +119,14 @@ def test_serve_page_loads_plotly_by_url_and_rereads_old_data(view: DashboardView
 def test_wait_for_page_request_returns_at_once_outside_voila(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("VOILA_PREHEAT", raising=False)
-    assert wait_for_page_request() is None
+    for name in ("VOILA_PREHEAT", "VOILA_REQUEST_URL", "VOILA_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert wait_for_page_request() is None  # JupyterLab
+    # a kernel Voila started for a request (the preheated one was taken) knows its page
     monkeypatch.setenv("VOILA_PREHEAT", "False")
-    assert wait_for_page_request() is None
+    monkeypatch.setenv("VOILA_REQUEST_URL", "http://127.0.0.1:8866/?theme=light")
+    monkeypatch.setenv("VOILA_BASE_URL", "/")
+    assert wait_for_page_request() == "http://127.0.0.1:8866/"
 
 
 def test_an_empty_database_says_so_in_the_status_line(engine: Engine) -> None:
