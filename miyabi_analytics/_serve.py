@@ -51,8 +51,9 @@ POOL_SIZE: Final = 1
 FILL_DELAY_SECONDS: Final = 10
 """After a page took the preheated kernel, wait this long before preheating the next one, so
 that preheating (imports, queries: CPU) does not slow the page down while it draws."""
-UNUSED_EXTENSIONS: Final = ("jupyterlab-plotly",)
-"""JupyterLab extensions the page does not load: the dashboard draws with FigureWidgets."""
+UNUSED_EXTENSIONS: Final = ("jupyterlab-plotly", "jupyterlab_pygments")
+"""JupyterLab extensions the page does not load: the dashboard draws with FigureWidgets (not
+plotly's mimetype renderer, a second 4.8 MB plotly.js) and shows no code to highlight."""
 PLOTLY_WIDGET_ROUTE: Final = "miyabi/plotly/widgetbundle.js"
 """Where the server serves plotly's FigureWidget module (see :func:`plotly_module_url`)."""
 READY: Final = "the dashboard is ready"
@@ -103,7 +104,6 @@ def voila_argv(notebook: Path, *, port: int, host: str) -> list[str]:
         "--preheat_kernel=True",
         f"--pool_size={POOL_SIZE}",
         f"--VoilaKernelManager.fill_delay={FILL_DELAY_SECONDS}",
-        # plotly's mimetype renderer: a second 4.8 MB plotly.js the FigureWidgets do not use
         *(f"--VoilaConfiguration.extension_denylist={name}" for name in UNUSED_EXTENSIONS),
         "--progressive_rendering=False",
     ]
