@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from sqlalchemy import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from miyabi_analytics._db.engine import connect, mask_url, resolve_url
+from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics._db.migrate import current_revision, downgrade, migrate
 from miyabi_analytics._outputs import check_output_file
 from miyabi_analytics._version import package_version
@@ -203,6 +203,7 @@ def _downgrade(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from miyabi_analytics.demo import iter_history, load_demo
+    from miyabi_analytics.notebook import jupyter_command, shown_url
 
     # Everything refusable is refused before the database is touched.
     iter_history(args.executions, seed=args.seed)  # validates the count; makes nothing yet
@@ -217,14 +218,15 @@ def _demo(args: argparse.Namespace) -> int:
             print("miyabi-analytics: demo interrupted; nothing was loaded", file=sys.stderr)
             return 130
         if loaded.already_loaded:
-            print(f"the demo history of seed {args.seed} is already in {mask_url(engine.url)}")
+            print(f"the demo history of seed {args.seed} is already in {shown_url(engine.url)}")
         else:
             print(
                 f"loaded {loaded.executions:,} executions, {loaded.metrics:,} metrics and "
-                f"{loaded.logs:,} log lines into {mask_url(engine.url)} "
+                f"{loaded.logs:,} log lines into {shown_url(engine.url)} "
                 f"in {time.perf_counter() - began:.1f}s"
             )
         print(_summary_table(engine))
+        print(f"open the notebooks on it: {jupyter_command(engine.url)}")
     finally:
         engine.dispose()
     return _write_report(engine.url, output=args.output)
@@ -264,10 +266,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from miyabi_analytics.notebook import shown_url
     from miyabi_analytics.reports import serve_dashboard
 
     host = f"[{args.host}]" if ":" in args.host else args.host
-    shown = mask_url(resolve_url(args.url))
+    shown = shown_url(args.url)
     _say(f"serving the dashboard of {shown} at http://{host}:{args.port}/ (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
         serve_dashboard(args.url, port=args.port, host=args.host)

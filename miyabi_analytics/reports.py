@@ -13,7 +13,6 @@ imports happen inside the functions that need them.
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Literal
 from sqlalchemy import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from miyabi_analytics._db.engine import connect, mask_url, resolve_url
+from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics._db.migrate import migrate
 from miyabi_analytics._validate import (
     PREVIOUS_PERIOD_EARLIEST,
@@ -371,27 +370,9 @@ def serve_dashboard(
     """Serve ``dashboard.ipynb`` as a web app with Voila until interrupted (blocks).
 
     Binds ``host`` (loopback by default) on ``port``; fails rather than picking another port.
-    The dashboard's kernels read the database URL from ``MIYABI_DATABASE_URL``, which this sets
-    in the current process's environment (they inherit it).
+    Nothing is fetched from outside the server, and a preheated kernel makes the page open at
+    once: see :mod:`miyabi_analytics._serve`.
     """
-    resolved = resolve_url(url)
-    source = notebook_path("dashboard.ipynb")
-    if not source.is_file():
-        raise ValidationError("notebook", str(source), "no such notebook")
-    os.environ["MIYABI_DATABASE_URL"] = _kernel_url(resolved)
+    from miyabi_analytics._serve import serve_dashboard as serve
 
-    # voila ships no type information: imported by name, it is Any without a mypy override.
-    voila_app: Any = importlib.import_module("voila.app")
-    voila_app.Voila.launch_instance(
-        argv=[
-            str(source),
-            f"--port={port}",
-            f"--Voila.ip={host}",
-            "--Voila.port_retries=0",
-            "--no-browser",
-            "--show_tracebacks=False",
-            # Cells run while the page is connected, so figure widgets filled before they are
-            # displayed arrive complete (server-side pre-rendering loses those updates).
-            "--progressive_rendering=True",
-        ]
-    )
+    serve(url, port=port, host=host)

@@ -1,4 +1,4 @@
-"""An ipywidgets dashboard for JupyterLab: filters -> aggregates -> plotly figure widgets.
+"""An ipywidgets dashboard for JupyterLab and Voila: filters -> aggregates -> plotly figure widgets.
 
 Two layers, so the logic is testable without a browser:
 
@@ -14,9 +14,13 @@ Nothing here runs a query or imports ipywidgets at import time; the engine is al
 from __future__ import annotations
 
 import html
+import importlib
+import os
+import time
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,9 +36,11 @@ from miyabi_analytics._dashboard import (
     build_figures,
     default_window,
 )
+from miyabi_analytics._dashboard_parts import _date_of, _header, _kpi_html, replace_figure
 from miyabi_analytics._db.engine import mask_url
 from miyabi_analytics.agents import AGENT_CATEGORIES, AGENT_TYPES, agent_category
 from miyabi_analytics.errors import MiyabiError, ValidationError
+from miyabi_analytics.notebook import shown_url
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DAYS",
+    "MAX_AGE_SECONDS",
     "TABS",
     "DashboardData",
     "DashboardFilters",
@@ -50,70 +57,14 @@ __all__ = [
     "Kpi",
     "build_figures",
     "dashboard",
+    "dashboard_view",
     "default_window",
     "replace_figure",
+    "wait_for_page_request",
 ]
 
-
-def replace_figure(target: go.FigureWidget, source: go.Figure) -> None:
-    """Show ``source`` in the existing ``target`` widget: its traces and layout replace target's.
-
-    The browser applies a new layout as a relayout, which replaces the top-level keys it names
-    and keeps the others, so keys that only the old layout had (an annotation, a second axis)
-    are first removed explicitly.
-    """
-    layout = source.layout.to_plotly_json()
-    stale = [key for key in target.layout.to_plotly_json() if key not in layout]
-    target.data = ()
-    if stale:
-        target.plotly_relayout(dict.fromkeys(stale))
-    target.layout = source.layout
-    target.add_traces(list(source.data))
-
-
-def _kpi_html(kpi: Kpi, days: int | None) -> str:
-    if kpi.value is None:
-        value = "n/a"
-    elif kpi.key == "success_rate":
-        value = f"{kpi.value:.1%}"
-    elif kpi.key == "mean_quality":
-        value = f"{kpi.value:.1f}"
-    elif kpi.key == "revenue":
-        value = f"${kpi.value:,.0f}"
-    else:
-        value = f"{kpi.value:,.0f}"
-    change, delta = "no previous period to compare", kpi.change
-    if delta is not None:
-        if kpi.key == "success_rate":
-            text = f"{delta * 100:+.1f} pp"
-        elif kpi.key == "mean_quality":
-            text = f"{delta:+.1f}"
-        elif kpi.relative_change is not None:
-            text = f"{kpi.relative_change:+.1%}"
-        else:
-            text = f"{delta:+,.0f}"
-        arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
-        color = "#2CA02C" if delta > 0 else "#D62728" if delta < 0 else "#666"
-        change = f'<span style="color:{color}">{arrow} {text}</span> vs {_previous(days)}'
-    elif kpi.value is not None and days is not None:
-        change = f"no data in {_previous(days)}"
-    return (
-        '<div style="border:1px solid #ddd;border-radius:6px;padding:6px 12px;min-width:170px">'
-        f'<div style="color:#666;font-size:12px">{html.escape(kpi.label)}</div>'
-        f'<div style="font-size:22px;font-weight:600">{value}</div>'
-        f'<div style="font-size:11px;color:#666">{change}</div></div>'
-    )
-
-
-def _previous(days: int | None) -> str:
-    return "the previous day" if days == 1 else f"the previous {days} days"
-
-
-def _date_of(bound: datetime | None, *, exclusive: bool = False) -> date | None:
-    """The picker date of a bound; an exclusive end shows the last day it includes."""
-    if bound is None:
-        return None
-    return (bound - timedelta(microseconds=1) if exclusive else bound).astimezone(UTC).date()
+MAX_AGE_SECONDS: Final = 60.0
+"""A page served from a preheated kernel shows data read at most this long before."""
 
 
 class DashboardView:
@@ -128,6 +79,7 @@ class DashboardView:
         import plotly.graph_objects as go
 
         self.model = model
+        self.loaded_at = time.monotonic()  # when the data shown was read (monotonic clock)
         self._syncing = False
         self._shown: DashboardData | None = None
         self._built: dict[DashboardFilters, dict[str, go.Figure]] = {}  # dropped on Refresh
@@ -147,10 +99,18 @@ class DashboardView:
         self.figures: dict[str, go.FigureWidget] = {
             name: go.FigureWidget() for names in TABS.values() for name in names
         }
+        for figure in self.figures.values():  # sized to their container on a window resize
+            figure._config = {**figure._config, "responsive": True}
+        self.headers = {
+            "repositories": w.HTML(),
+            "categories": w.HTML(),
+            "agent_types": w.HTML(),
+            "statuses": w.HTML(),
+        }
         self._sync_options(filters)
 
-        def column(title: str, control: ipywidgets.Widget) -> ipywidgets.Widget:
-            return w.VBox([w.HTML(f"<b>{title}</b> <small>(none selected: all)</small>"), control])
+        def column(key: str, control: ipywidgets.Widget) -> ipywidgets.Widget:
+            return w.VBox([self.headers[key], control])
 
         dates = w.VBox(
             [w.HTML("<b>Started (UTC)</b>"), self.since, self.until, self.refresh_button]
@@ -158,19 +118,22 @@ class DashboardView:
         controls = w.HBox(
             [
                 dates,
-                column("Repositories", self.repositories),
-                column("Categories", self.categories),
-                column("Agents", self.agent_types),
-                column("Status", self.statuses),
+                column("repositories", self.repositories),
+                column("categories", self.categories),
+                column("agent_types", self.agent_types),
+                column("statuses", self.statuses),
             ],
             layout={"flex_flow": "row wrap", "grid_gap": "12px"},
         )
-        tabs = w.Tab(
-            children=[w.VBox([self.figures[n] for n in names]) for names in TABS.values()],
-            titles=list(TABS),
-        )
+        # A tab's figures join its page when the tab is first selected: every figure is kept
+        # up to date here, but the browser draws only those of the tabs someone looked at.
+        full_width = {"width": "100%"}
+        self.pages = [w.VBox(layout=full_width) for _ in TABS]
+        self.tabs = w.Tab(children=self.pages, titles=list(TABS), layout=full_width)
+        self.tabs.observe(self._on_tab, names="selected_index")
+        self._on_tab({"new": self.tabs.selected_index or 0})
         kpis = w.HBox(list(self.tiles.values()), layout={"grid_gap": "8px"})
-        self.widget = w.VBox([kpis, controls, self.status, tabs])
+        self.widget = w.VBox([kpis, controls, self.status, self.tabs])
 
         for control in (
             self.since,
@@ -201,6 +164,13 @@ class DashboardView:
             self.agent_types.options = agents
             self.agent_types.value = tuple(a for a in filters.agent_types or () if a in agents)
             self.statuses.value = filters.statuses or ()
+            for key, title, control in (
+                ("repositories", "Repositories", self.repositories),
+                ("categories", "Categories", self.categories),
+                ("agent_types", "Agents", self.agent_types),
+                ("statuses", "Status", self.statuses),
+            ):
+                self.headers[key].value = _header(title, len(control.value), len(control.options))
         finally:
             self._syncing = False
 
@@ -232,9 +202,35 @@ class DashboardView:
         self._sync_options(filters)
         self._load(force=False)
 
+    def _on_tab(self, change: Mapping[str, Any]) -> None:
+        index = change["new"]
+        if index is not None and not self.pages[index].children:
+            names = list(TABS.values())[index]
+            self.pages[index].children = [self.figures[n] for n in names]
+
     def _on_refresh(self, _button: object) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Read everything again, as the Refresh button does (new executions show up)."""
         self._built.clear()
         self._load(force=True)
+
+    def serve_page(self, base_url: str, *, max_age: float = MAX_AGE_SECONDS) -> None:
+        """Ready the view for the page Voila serves at ``base_url``.
+
+        Data read more than ``max_age`` seconds ago (a kernel preheated a while before the
+        page was requested) is read again. Plotly's widget module is fetched by URL from that
+        server, once, instead of riding in the state of every figure (see
+        :func:`miyabi_analytics._serve.plotly_module_url`).
+        """
+        from miyabi_analytics._serve import plotly_module_url
+
+        module = plotly_module_url(base_url)
+        for figure in self.figures.values():
+            figure._esm = module
+        if time.monotonic() - self.loaded_at > max_age:
+            self.reload()
 
     def _load(self, *, force: bool, quiet: bool = True) -> None:
         """Show the model's data; ``quiet``: errors go to the status line, not the caller."""
@@ -254,6 +250,8 @@ class DashboardView:
             return
         self.show(data)
         ran = self.model.queries_run - before
+        if ran:
+            self.loaded_at = time.monotonic()
         how = f"{ran} queries in {data.seconds:.2f} s" if ran else "from the cache"
         stuck = (
             f'; <span style="color:#D62728">{data.stuck:,} running without a heartbeat for '
@@ -264,6 +262,11 @@ class DashboardView:
         self.status.value = (
             f"<small>{int(data.kpis[0].value or 0):,} executions; {how}{stuck}</small>"
         )
+        if not sum(n for _, n in self.model.repositories()):
+            self.status.value = (
+                '<b style="color:#D62728">This database holds no executions: '
+                f"{html.escape(shown_url(self.model.engine.url))}</b>"
+            )
 
     def show(self, data: DashboardData) -> None:
         """Update the KPI tiles and every figure in place (nothing if ``data`` is shown)."""
@@ -281,13 +284,26 @@ class DashboardView:
         self._shown = data
 
 
+def dashboard_view(
+    engine: Engine,
+    *,
+    since: datetime | date | str | None = None,
+    until: datetime | date | str | None = None,
+) -> DashboardView:
+    """The :class:`DashboardView` that :func:`dashboard` displays, for a notebook to keep."""
+    if since is None and until is None:
+        since, until = default_window()
+    model = DashboardModel(engine, DashboardFilters.build(since=since, until=until))
+    return DashboardView(model)
+
+
 def dashboard(
     engine: Engine,
     *,
     since: datetime | date | str | None = None,
     until: datetime | date | str | None = None,
 ) -> ipywidgets.Widget:
-    """The interactive dashboard of ``engine``'s database, to display in JupyterLab.
+    """The interactive dashboard of ``engine``'s database, to display in JupyterLab or Voila.
 
     Args:
         engine: From :func:`connect`; the dashboard queries it when a filter changes or Refresh
@@ -301,7 +317,29 @@ def dashboard(
         The app: KPI tiles (each against the previous period of equal length), filters (dates,
         repositories, categories, agents, statuses), a Refresh button and tabs of figures.
     """
-    if since is None and until is None:
-        since, until = default_window()
-    model = DashboardModel(engine, DashboardFilters.build(since=since, until=until))
-    return DashboardView(model).widget
+    return dashboard_view(engine, since=since, until=until).widget
+
+
+def wait_for_page_request() -> str | None:
+    """Under Voila, the server URL of the page this kernel serves; ``None`` elsewhere, at once.
+
+    ``miyabi-analytics serve`` has Voila run the dashboard notebook in a kernel before anyone
+    asks for the page, so the page opens at once: in such a preheated kernel this waits for the
+    page's request, and the cells after it run when it came (see
+    :meth:`DashboardView.serve_page`). A kernel Voila started for a request (the preheated one
+    was taken) knows its page already and returns at once. In JupyterLab: ``None`` at once.
+
+    Returns:
+        The base URL the page was requested at (``http://127.0.0.1:8866/``), or ``None``.
+    """
+    base = os.environ.get("VOILA_BASE_URL") or "/"
+    if os.environ.get("VOILA_PREHEAT") == "True":
+        voila_utils: Any = importlib.import_module("voila.utils")  # untyped: Any, not a stub
+        voila_utils.wait_for_request()  # sets the request's SERVER_NAME, SERVER_PORT, ...
+        host = os.environ.get("SERVER_NAME") or os.environ.get("VOILA_APP_IP") or "127.0.0.1"
+        port = os.environ.get("SERVER_PORT") or os.environ.get("VOILA_APP_PORT", "")
+        return f"http://{host}{':' + port if port else ''}{base}"
+    request = urlsplit(os.environ.get("VOILA_REQUEST_URL", ""))
+    if request.scheme in ("http", "https") and request.netloc:
+        return f"{request.scheme}://{request.netloc}{base}"
+    return None

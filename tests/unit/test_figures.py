@@ -453,9 +453,9 @@ def test_duration_figure_bars_marker_and_readable_axis():
     assert p95.marker.pattern.shape == "/"
     assert list(peak.customdata) == ["50 s", "1 h 7 min"]
     axis = fig.layout.xaxis
-    assert axis.title.text == "Duration (seconds)"
+    assert axis.title.text == "Duration (minutes)"  # the unit of the tick labels (issue 12)
     assert list(axis.tickvals) == [0, 900, 1800, 2700, 3600]
-    assert list(axis.ticktext) == ["0", "15 min", "30 min", "45 min", "1 h"]
+    assert list(axis.ticktext) == ["0", "15", "30", "45", "60"]
     assert axis.range[1] == pytest.approx(4200)
 
 
@@ -485,7 +485,8 @@ def test_business_over_time_two_money_axes():
     for axis in (fig.layout.yaxis, fig.layout.yaxis2):
         assert axis.tickprefix == "$"
         assert axis.exponentformat == "B"
-    assert "$%{y:,.0f}" in revenue_strategy.hovertemplate
+    assert list(revenue_strategy.customdata) == ["$1.5k", "$2.0M"]  # compact, as everywhere
+    assert "%{customdata}" in revenue_strategy.hovertemplate
     assert fig.layout.xaxis2.title.text == "Month (UTC)"
     assert [a.text for a in fig.layout.annotations] == ["Estimated revenue", "Market size"]
 
