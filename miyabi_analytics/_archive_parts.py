@@ -38,7 +38,8 @@ from sqlalchemy import (
     select,
 )
 
-from miyabi_analytics._db.schema import analytics, executions, logs
+from miyabi_analytics._db.expressions import write_order
+from miyabi_analytics._db.schema import WRITE_ORDER, analytics, executions, logs
 from miyabi_analytics._db.types import UtcDateTime, UuidText, json_loads, strict_json_dumps
 from miyabi_analytics.errors import ValidationError
 
@@ -135,10 +136,13 @@ def stream_part(
     than a chunk. The caller renames the file into place once it is on disk.
     """
     table = archived.table
+    # Analytics and logs in the order they were written: restore inserts them in file order,
+    # and the database's new write order then ranks rows of one instant as before the purge.
+    order = table.c.id if archived.name == executions.name else write_order(table)
     stmt = (
         select(table)
         .where(archived.key.in_(keys))
-        .order_by(table.c.id)
+        .order_by(order)
         .execution_options(stream_results=True, yield_per=chunk)
     )
     count = 0
@@ -209,6 +213,9 @@ def from_arrow(archived: ArchivedTable, part: pa.Table) -> list[dict[str, Any]]:
         if c.name in part.column_names and c.name not in archived.generated
     ]
     decoders = {name: _decoder(archived.table.c[name].type) for name in names}
+    if WRITE_ORDER in archived.generated and WRITE_ORDER in part.column_names:
+        # PostgreSQL's archived write order: parts of earlier runs were written in id order.
+        part = part.sort_by(WRITE_ORDER)
     rows: list[dict[str, Any]] = part.select(names).to_pylist()
     for row in rows:
         for name, decode in decoders.items():
