@@ -365,9 +365,9 @@ def read_summary(
     ``result`` as dicts; an empty result has the same columns and dtypes.
 
     Both databases are read through Arrow: PostgreSQL through ADBC on a session like the
-    engine's; an SQLite file of 100,000 rows or more through ADBC in a child process, smaller
-    reads, in-memory SQLite and reads inside a caller's transaction through raw rows. On
-    PostgreSQL the view's tables are read in one statement and each execution's latest
+    engine's; reads of 25,000 rows or more of an SQLite file through ADBC in a child process,
+    smaller ones, in-memory SQLite and reads inside a caller's transaction through raw rows.
+    On PostgreSQL the view's tables are read in one statement and each execution's latest
     analytics row is kept here: the view's rows, faster.
     """
     spec = summary_columns(columns)
