@@ -229,6 +229,11 @@ def children(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen[
         assert child.poll() is not None
 
 
+# One-row batches of about 300 bytes each: 3 MB, far more than the 1 MB pipe and the
+# reader's queue hold, so the child is still sending when the reader stops.
+ROWS_BEYOND_THE_PIPE = 10_000
+
+
 def _fill(engine: Engine, count: int) -> None:
     ma.ExecutionStore(engine).save_executions(_records(count))
 
@@ -239,7 +244,7 @@ def test_a_reader_stopping_early_kills_the_child(children, db_file):
 
     engine = ma.connect(f"sqlite:///{db_file}")
     try:
-        _fill(engine, 2000)
+        _fill(engine, ROWS_BEYOND_THE_PIPE)
         spec = {"id": SUMMARY_DTYPES["id"], "result": SUMMARY_DTYPES["result"]}
         schema = arrow_schema(spec)
         stmt = reader._summary_select(
@@ -252,7 +257,8 @@ def test_a_reader_stopping_early_kills_the_child(children, db_file):
         batches.close()
         assert child.returncode == -signal.SIGKILL
         with engine.connect() as conn:  # the file is as it was
-            assert conn.execute(text("SELECT count(*) FROM agent_executions")).scalar() == 2000
+            count = conn.execute(text("SELECT count(*) FROM agent_executions")).scalar()
+        assert count == ROWS_BEYOND_THE_PIPE
     finally:
         engine.dispose()
 
@@ -260,7 +266,7 @@ def test_a_reader_stopping_early_kills_the_child(children, db_file):
 def test_a_failing_conversion_kills_the_child(children, db_file, monkeypatch):
     engine = ma.connect(f"sqlite:///{db_file}")
     try:
-        _fill(engine, 2000)
+        _fill(engine, ROWS_BEYOND_THE_PIPE)
         calls = []
 
         def fail(*args: Any) -> Any:
