@@ -3,11 +3,16 @@
     python benchmarks/bench_reads.py --url postgresql://postgres@127.0.0.1:5432/miyabi_bench
     python benchmarks/bench_reads.py --url sqlite:////tmp/miyabi_bench.db
 
+    python benchmarks/bench_reads.py --url sqlite:////tmp/miyabi_bench.db --sizes 25000,100000
+
 Each way runs in a fresh subprocess (so peak RSS is its own), on the same data, in one run.
 Only the read is timed: imports and the engine come first. The floor (``psql \\copy`` of the
 view to /dev/null on PostgreSQL, the ``sqlite3`` CLI on SQLite) and the fast ways alternate for
 --repeat rounds; "x floor" is the median of the per-round ratios. ``pandas.read_sql`` runs
---read-sql-repeat times after them.
+--read-sql-repeat times after them. On SQLite, ``read_summary`` of the whole view goes through
+the child process (ADBC's driver); "read_summary rows" is the same read kept in the process
+(raw sqlite3 rows), and ``--sizes`` times both ways on the latest N executions (``since``), to
+show where the child process starts to pay (``fastread_sqlite.PROCESS_ROWS``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ from sqlalchemy.engine import make_url
 WAYS = {
     "read_summary": (
         "import miyabi_analytics as ma\nengine = ma.connect(URL)",
+        "frame = ma.read_summary(engine)",
+    ),
+    "read_summary rows": (
+        "import miyabi_analytics as ma\nengine = ma.connect(URL)\n"
+        "from miyabi_analytics._db import fastread_sqlite\n"
+        "fastread_sqlite.PROCESS_ROWS = 10**12  # never the child process",
         "frame = ma.read_summary(engine)",
     ),
     "pandas.read_sql": (
@@ -55,8 +66,10 @@ print(json.dumps({{"seconds": seconds, "rows": len(frame),
 """
 
 
-def run_way(url: str, name: str) -> dict[str, float]:
+def run_way(url: str, name: str, since: str | None = None) -> dict[str, float]:
     setup, timed = WAYS[name]
+    if since is not None:
+        timed = timed.replace("(engine)", f"(engine, since={since!r})")
     code = RUNNER.format(url=url, setup=setup, timed=timed)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -80,20 +93,53 @@ def floor(url: str) -> float:
     return time.perf_counter() - began
 
 
+def since_for(url: str, rows: int) -> str:
+    """The ``since`` that keeps the latest ``rows`` started executions."""
+    import miyabi_analytics as ma
+
+    engine = ma.connect(url)
+    frame = ma.read_summary(engine, columns=["started_at"], since="1970-01-01")
+    engine.dispose()
+    starts = frame["started_at"].sort_values(ascending=False, ignore_index=True)
+    return str(starts[min(rows, len(starts)) - 1].isoformat())
+
+
+def crossover(url: str, sizes: list[int], repeat: int) -> None:
+    """Both SQLite ways on reads of each size, alternating: where the child process pays."""
+    print(f"{'rows':>9} {'child s':>8} {'rows s':>8} {'child/rows':>10}")
+    for size in sizes:
+        since = since_for(url, size)
+        child: list[float] = []
+        rows: list[float] = []
+        count = 0
+        for _ in range(repeat):
+            done = run_way(url, "read_summary", since)
+            child.append(done["seconds"])
+            count = int(done["rows"])
+            rows.append(run_way(url, "read_summary rows", since)["seconds"])
+        ratios = statistics.median(c / r for c, r in zip(child, rows, strict=True))
+        print(f"{count:9,} {statistics.median(child):8.2f} {statistics.median(rows):8.2f} "
+              f"{ratios:10.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--read-sql-repeat", type=int, default=1)
+    parser.add_argument("--sizes", help="SQLite: comma-separated row counts, both ways each")
     args = parser.parse_args()
     pg = make_url(args.url).drivername.startswith("postgres")
     if not pg and shutil.which("sqlite3") is None:
         sys.exit("the sqlite3 CLI is needed for the SQLite floor")
+    if args.sizes:
+        crossover(args.url, [int(n) for n in args.sizes.split(",")], args.repeat)
+        return
 
     # The floor and the fast ways run round by round, each round's ratio against the floor
     # of that round: the VM drifts by 10-20% over minutes, a ratio of medians taken minutes
     # apart would measure the drift. pandas.read_sql (30 s a run) is timed on its own.
-    fast = ["read_summary"] + (["adbc_to_pandas"] if pg else [])
+    fast = ["read_summary"] + (["adbc_to_pandas"] if pg else ["read_summary rows"])
     floors: list[float] = []
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in fast}
     for _ in range(args.repeat):

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -262,11 +263,19 @@ def _read_sorted(
         bind.dialect.name, fetch, filters, wire=wire, ordered=False, tables=tables
     )
     full = pa.schema([*wire, *arrow_schema({name: SUMMARY_DTYPES[name] for name in derived})])
+    # One row per execution, as the view has: what a read of an SQLite file counts to choose
+    # between its own rows and a process of ADBC's (see _db/fastread_sqlite.py).
+    rows = filters.apply(select(executions.c.id), executions.c)
 
     pieces: dict[str, list[Any]] = {name: [] for name in special}
     plain: list[pa.RecordBatch] = []
-    with paused_gc():  # the documents are a million containers, none of them garbage
-        for fetched in record_batches(bind, stmt, wire, None):
+    with (
+        paused_gc(),  # the documents are a million containers, none of them garbage
+        # Closed on the way out, even through an error: a fetch still running (a child
+        # process, a server cursor) stops here, not whenever the traceback is dropped.
+        closing(record_batches(bind, stmt, wire, None, rows=rows)) as fetches,
+    ):
+        for fetched in fetches:
             batch = _with_derived(fetched, derived, full)
             for name, dtype in special.items():
                 pieces[name].append(convert_piece(batch.column(name), dtype))
@@ -357,9 +366,11 @@ def read_summary(
     ``agent_category`` and ``status`` categorical, nullable ``Int64``, numerics ``float64``,
     ``result`` as dicts; an empty result has the same columns and dtypes.
 
-    Both databases are read through Arrow (ADBC drivers; in-memory SQLite and reads inside a
-    caller's transaction through raw rows). On PostgreSQL the view's tables are read in one
-    statement and each execution's latest analytics row is kept here: the view's rows, faster.
+    Both databases are read through Arrow: PostgreSQL through ADBC on a session like the
+    engine's; reads of 25,000 rows or more of an SQLite file through ADBC in a child process,
+    smaller ones, in-memory SQLite and reads inside a caller's transaction through raw rows.
+    On PostgreSQL the view's tables are read in one statement and each execution's latest
+    analytics row is kept here: the view's rows, faster.
     """
     spec = summary_columns(columns)
     table, made = _read_sorted(bind, spec, {
