@@ -138,13 +138,13 @@ def serve_dashboard(
     in the current process's environment (they inherit it), a SQLite path made absolute.
     Prints :data:`READY` on stderr once a preheated kernel waits for the first page.
     """
-    from miyabi_analytics.reports import _kernel_url, notebook_path
+    from miyabi_analytics._notebook_files import kernel_url, notebook_path
 
     resolved = resolve_url(url)
     source = notebook_path("dashboard.ipynb")
     if not source.is_file():
         raise ValidationError("notebook", str(source), "no such notebook")
-    os.environ["MIYABI_DATABASE_URL"] = _kernel_url(resolved)
+    os.environ["MIYABI_DATABASE_URL"] = kernel_url(resolved)
     os.environ["JUPYTER_PATH"] = os.pathsep.join(voila_data_dirs())
     # The kernels' own output (ipykernel's warnings, a traceback when one is stopped mid-cell on
     # Ctrl-C) goes to a file, not the terminal: cell errors show on the page and in Voila's log.

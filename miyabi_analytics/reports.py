@@ -20,7 +20,6 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
@@ -29,6 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics._db.migrate import migrate
+from miyabi_analytics._notebook_files import kernel_url, notebook_path
+from miyabi_analytics._outputs import check_output_file
 from miyabi_analytics._validate import (
     PREVIOUS_PERIOD_EARLIEST,
     as_time_bound,
@@ -82,14 +83,6 @@ class ReportError(MiyabiError):
         return f"{self.cell}: {self.reason}" if self.cell else self.reason
 
 
-def notebook_path(name: str = "report.ipynb") -> Path:
-    """A shipped notebook: the wheel's ``_notebooks`` copy, else the checkout's ``notebooks/``."""
-    packaged = Path(str(resources.files("miyabi_analytics") / "_notebooks" / name))
-    if packaged.is_file():
-        return packaged
-    return Path(__file__).resolve().parents[1] / "notebooks" / name
-
-
 def report_window(
     since: object = None, until: object = None, *, now: datetime | None = None
 ) -> tuple[datetime, datetime]:
@@ -118,21 +111,8 @@ def report_window(
     return start, end
 
 
-def _kernel_url(url: URL) -> str:
-    """The URL for the kernel: password included, a relative SQLite path made absolute."""
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        url = url.set(database=str(Path(url.database or "").resolve()))
-    return url.render_as_string(hide_password=False)
-
-
 def _output_path(output: str | os.PathLike[str] | None, fmt: str) -> Path:
-    path = Path(output if output is not None else f"miyabi-report.{fmt}").expanduser()
-    path = path.resolve()
-    if path.is_dir():
-        raise ValidationError("output", str(path), "is a directory")
-    if not path.parent.is_dir():
-        raise ValidationError("output", str(path), "its directory does not exist")
-    return path
+    return check_output_file("output", output if output is not None else f"miyabi-report.{fmt}")
 
 
 def generate_report(
@@ -196,7 +176,7 @@ def generate_report(
             "title": heading,
         }
         try:
-            kernel_env = {"MIYABI_DATABASE_URL": _kernel_url(engine.url)}
+            kernel_env = {"MIYABI_DATABASE_URL": kernel_url(engine.url)}
             executed = _execute(source, parameters, kernel_env)
             executed.metadata["title"] = heading
             text = _to_html(executed) if format == "html" else _to_ipynb(executed)
