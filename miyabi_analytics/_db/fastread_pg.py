@@ -7,7 +7,9 @@ engine's pool (its URL, ``connect_args``, ``creator`` and "connect" hooks applie
 (password included) and the session settings its hooks made (``SET search_path``, ``SET
 ROLE``, ...), which the ADBC session takes over. Whatever cannot be carried over (a driver
 other than psycopg 3, temporary tables, a parameter or setting ADBC refuses) sends the read
-through the engine's own connection instead: slower, never another schema's rows.
+through the engine's own connection instead: slower, never another schema's rows. One gap:
+custom settings (``SET myapp.x``) are not listed by the server, so only the repository scope's
+own (``miyabi.repository_ids``) is carried.
 """
 
 from __future__ import annotations
