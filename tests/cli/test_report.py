@@ -121,6 +121,10 @@ def test_html_report_is_self_contained_and_recorded(demo_url, tmp_path, capsys):
     assert "This cell is left out of the HTML report" not in html
     for section in SECTIONS:
         assert re.search(rf"<h2[^>]*>{section}\b", html), section
+    # changes of percentages are in percentage points: the success rate's and the mean ROI's
+    roi_row = re.search(r"<tr>\s*<td>Mean ROI</td>.*?</tr>", html, re.S)
+    assert roi_row is not None
+    assert re.search(r"[+-]\d+\.\d pp\s*</td>\s*</tr>$", roi_row.group(0)), roi_row.group(0)
     # prose written from the numbers; the demo's degrading agent is flagged
     assert "improved most" in html
     drops = html[html.index(">Quality drops") :]
