@@ -165,8 +165,8 @@ def test_the_demo_prints_the_command_that_opens_its_notebooks(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "_write_report", lambda url, **options: 0)  # the report: elsewhere
     assert cli.main(["demo", "--executions", "50"]) == 0
-    err = capsys.readouterr().err
+    out = capsys.readouterr().out  # results on stdout; stderr is for errors and progress
     database = (tmp_path / "miyabi.db").resolve()
-    assert f"loaded into sqlite:///{database}" in err
-    assert f"MIYABI_DATABASE_URL=sqlite:///{database} jupyter lab" in err
+    assert f"into sqlite:///{database} in " in out
+    assert f"MIYABI_DATABASE_URL=sqlite:///{database} jupyter lab" in out
 
