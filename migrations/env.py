@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.engine import connect
 from miyabi_analytics._db.migrate import run_locked
 from miyabi_analytics._db.schema import include_object, metadata
@@ -18,7 +19,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         include_object=include_object,
         compare_type=True,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=Dialect.of(connection) is Dialect.SQLITE,
         transaction_per_migration=False,
     )
     with context.begin_transaction():

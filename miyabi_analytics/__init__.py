@@ -37,7 +37,6 @@ from miyabi_analytics.errors import MiyabiError as MiyabiError
 from miyabi_analytics.errors import NotFound as NotFound
 from miyabi_analytics.errors import SchemaError as SchemaError
 from miyabi_analytics.errors import ValidationError as ValidationError
-from miyabi_analytics.metrics import LOG_LEVELS as LOG_LEVELS
 from miyabi_analytics.reader import export_summary as export_summary
 from miyabi_analytics.reader import iter_summary as iter_summary
 from miyabi_analytics.reader import read_logs as read_logs
@@ -51,6 +50,7 @@ from miyabi_analytics.records import LogEntry as LogEntry
 from miyabi_analytics.records import MetricsEntry as MetricsEntry
 from miyabi_analytics.report_runs import read_report_runs as read_report_runs
 from miyabi_analytics.store import ExecutionStore as ExecutionStore
+from miyabi_analytics.vocabulary import LOG_LEVELS as LOG_LEVELS
 from miyabi_analytics.widgets import dashboard as dashboard
 
 __version__: str = _package_version()

@@ -19,13 +19,14 @@ from typing import Any, NoReturn
 
 from miyabi_analytics._validate import as_aware, as_json, as_text, as_uuid
 from miyabi_analytics.errors import ValidationError
-from miyabi_analytics.metrics import check_log_level, validate_metrics
+from miyabi_analytics.metrics import validate_metrics
 from miyabi_analytics.records import (
     AgentExecutionResult,
     LogEntry,
     MetricsEntry,
     validate_record,
 )
+from miyabi_analytics.vocabulary import check_log_level
 
 __all__ = ["bulk_argument", "checked_records", "log_row", "metrics_row"]
 

@@ -22,11 +22,17 @@ from sqlalchemy import Engine
 
 from miyabi_analytics import aggregates
 from miyabi_analytics._db.buckets import Freq
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.engine import mask_url
 from miyabi_analytics._validate import as_time_bound, as_uuid
-from miyabi_analytics.agents import AGENT_CATEGORIES, AGENT_TYPES, agent_category, check_agent_type
 from miyabi_analytics.errors import ValidationError
-from miyabi_analytics.records import ExecutionStatus
+from miyabi_analytics.vocabulary import (
+    AGENT_CATEGORIES,
+    AGENT_TYPES,
+    ExecutionStatus,
+    agent_category,
+    check_agent_type,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -302,7 +308,7 @@ class DashboardModel:
         each connection, so there they run one after another.
         """
         database = self.engine.url.database
-        if self.engine.dialect.name == "sqlite" and database in (None, "", ":memory:"):
+        if Dialect.of(self.engine) is Dialect.SQLITE and database in (None, "", ":memory:"):
             return {key: self._query(fn, **args) for key, (fn, args) in jobs.items()}
         with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
             futures = {

@@ -15,9 +15,9 @@ import numpy.typing as npt
 import pandas as pd
 import plotly.graph_objects as go
 
-from miyabi_analytics.agents import AGENT_CATEGORIES, AGENT_TYPES
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.formatting import format_duration
+from miyabi_analytics.vocabulary import AGENT_CATEGORIES, AGENT_TYPES
 
 Floats = npt.NDArray[np.float64]
 

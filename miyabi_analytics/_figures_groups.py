@@ -27,7 +27,7 @@ from miyabi_analytics._figure_kit import (
     _tidy,
     _whole,
 )
-from miyabi_analytics.records import ExecutionStatus
+from miyabi_analytics.vocabulary import ExecutionStatus
 
 __all__ = [
     "duration_figure",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import URL
 
+from miyabi_analytics._db.dialect import Dialect
+
 __all__ = ["kernel_url", "notebook_path"]
 
 
@@ -23,6 +25,6 @@ def kernel_url(url: URL) -> str:
 
     It goes to the kernel through its environment only, never to a log or a command line.
     """
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+    if url.get_backend_name() == Dialect.SQLITE and url.database not in (None, "", ":memory:"):
         url = url.set(database=str(Path(url.database or "").resolve()))
     return url.render_as_string(hide_password=False)

@@ -10,9 +10,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 from miyabi_analytics.errors import ValidationError
+from miyabi_analytics.vocabulary import INT32_MAX as INT32_MAX
+from miyabi_analytics.vocabulary import INT64_MAX as INT64_MAX
 
-INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
 JSON_MAX_DEPTH = 64
 
 

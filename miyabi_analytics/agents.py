@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from miyabi_analytics.errors import ValidationError
+from miyabi_analytics.vocabulary import (
+    AGENT_CATEGORIES,
+    AGENT_TYPES,
+    Category,
+    agent_category,
+    check_agent_type,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -38,47 +45,6 @@ __all__ = [
     "agent_for",
     "check_agent_type",
 ]
-
-Category = Literal["strategy", "marketing", "operations", "design"]
-
-_BY_CATEGORY: Final[dict[Category, tuple[str, ...]]] = {
-    "strategy": (
-        "AIEntrepreneurAgent",
-        "SelfAnalysisAgent",
-        "PersonaAgent",
-        "ProductConceptAgent",
-        "ProductDesignAgent",
-        "FunnelDesignAgent",
-    ),
-    "marketing": (
-        "MarketResearchAgent",
-        "ContentCreationAgent",
-        "SNSStrategyAgent",
-        "MarketingAgent",
-        "YouTubeAgent",
-    ),
-    "operations": ("SalesAgent", "CRMAgent", "AnalyticsAgent"),
-    "design": ("JonathanIveDesignAgent",),
-}
-
-AGENT_TYPES: Final[tuple[str, ...]] = tuple(t for types in _BY_CATEGORY.values() for t in types)
-AGENT_CATEGORIES: Final[tuple[Category, ...]] = tuple(_BY_CATEGORY)
-_CATEGORY_OF: Final[dict[str, Category]] = {
-    t: category for category, types in _BY_CATEGORY.items() for t in types
-}
-
-
-def check_agent_type(agent_type: object, field: str = "agent_type") -> str:
-    """Return ``agent_type`` if it is one of the 15, else raise ValidationError."""
-    if isinstance(agent_type, str) and agent_type in _CATEGORY_OF:
-        return agent_type
-    raise ValidationError(field, agent_type, "unknown agent type; see AGENT_TYPES")
-
-
-def agent_category(agent_type: str) -> Category:
-    """The design's category of an agent type."""
-    return _CATEGORY_OF[check_agent_type(agent_type)]
-
 
 class PersistableAgent:
     """An agent that stores its executions, metrics and logs through :class:`ExecutionStore`.

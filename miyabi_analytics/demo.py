@@ -22,15 +22,14 @@ from miyabi_analytics._db.retry import run_with_retries
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._progress import progress_bar
 from miyabi_analytics._validate import as_int
-from miyabi_analytics.agents import AGENT_TYPES
 from miyabi_analytics.records import (
     AgentExecutionResult,
-    ExecutionStatus,
     LogEntry,
     MetricsEntry,
     validate_record,
 )
 from miyabi_analytics.store import MAX_BATCH_SIZE, ExecutionStore
+from miyabi_analytics.vocabulary import AGENT_TYPES, ExecutionStatus
 
 __all__ = [
     "DEMO_BATCH_SIZE",

@@ -11,9 +11,8 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select
 
 from miyabi_analytics._validate import as_uuid, as_window
-from miyabi_analytics.agents import check_agent_type
 from miyabi_analytics.errors import ValidationError
-from miyabi_analytics.records import ExecutionStatus
+from miyabi_analytics.vocabulary import ExecutionStatus, check_agent_type
 
 __all__ = ["SummaryFilters"]
 

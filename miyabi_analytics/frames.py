@@ -19,9 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from miyabi_analytics._db.types import LONG_INTEGER_PATTERN, json_loads
-from miyabi_analytics.agents import AGENT_CATEGORIES, AGENT_TYPES
-from miyabi_analytics.metrics import LOG_LEVELS
-from miyabi_analytics.records import ExecutionStatus
+from miyabi_analytics.vocabulary import AGENT_CATEGORIES, AGENT_TYPES, LOG_LEVELS, ExecutionStatus
 
 __all__ = [
     "LOG_DTYPES",

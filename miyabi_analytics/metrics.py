@@ -9,42 +9,17 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
-from miyabi_analytics._validate import INT32_MAX, INT64_MAX, as_int, as_json
+from miyabi_analytics._validate import as_int, as_json
 from miyabi_analytics.errors import ValidationError
+from miyabi_analytics.vocabulary import (
+    LOG_LEVELS,
+    METRIC_COLUMNS,
+    IntColumn,
+    RateColumn,
+    check_log_level,
+)
 
 __all__ = ["LOG_LEVELS", "METRIC_COLUMNS", "ValidMetrics", "check_log_level", "validate_metrics"]
-
-LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
-
-
-@dataclass(frozen=True, slots=True)
-class _IntColumn:
-    high: int
-    low: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _RateColumn:
-    """numeric(precision, 2): may be negative, must fit after rounding to cents."""
-
-    precision: int
-
-    @property
-    def bound(self) -> Decimal:
-        return Decimal(10) ** (self.precision - 2) - Decimal("0.01")
-
-
-METRIC_COLUMNS: Final[Mapping[str, _IntColumn | _RateColumn]] = {
-    "competitors_analyzed": _IntColumn(INT32_MAX),
-    "market_size_usd": _IntColumn(INT64_MAX),
-    "growth_rate_percent": _RateColumn(5),
-    "conversion_rate": _RateColumn(5),
-    "target_audience_size": _IntColumn(INT32_MAX),
-    "estimated_revenue_usd": _IntColumn(INT64_MAX),
-    "engagement_score": _IntColumn(100),
-    "reach_estimate": _IntColumn(INT32_MAX),
-    "roi_percent": _RateColumn(7),
-}
 
 _CENT: Final = Decimal("0.01")
 
@@ -67,14 +42,14 @@ def validate_metrics(metrics: object) -> ValidMetrics:
         if value is None:
             continue
         field = f"metrics.{name}"
-        if isinstance(spec, _IntColumn):
+        if isinstance(spec, IntColumn):
             columns[name] = as_int(field, value, low=spec.low, high=spec.high)
         else:
             columns[name] = _rate(field, value, spec)
     return ValidMetrics(document=as_json("metrics", metrics), columns=columns)
 
 
-def _rate(field: str, value: object, spec: _RateColumn) -> float:
+def _rate(field: str, value: object, spec: RateColumn) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValidationError(field, value, "expected a number")
     real = float(value)
@@ -89,10 +64,3 @@ def _rate(field: str, value: object, spec: _RateColumn) -> float:
     if abs(cents) > spec.bound:
         raise out_of_range
     return float(cents)
-
-
-def check_log_level(level: object) -> str:
-    """A log level in any case, returned lowercase."""
-    if isinstance(level, str) and level.strip().lower() in LOG_LEVELS:
-        return level.strip().lower()
-    raise ValidationError("level", level, f"expected one of {', '.join(LOG_LEVELS)}")

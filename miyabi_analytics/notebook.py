@@ -21,6 +21,7 @@ from typing import Final
 from sqlalchemy import URL, Engine, create_engine, exists, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.engine import connect, mask_url, resolve_url
 from miyabi_analytics._db.migrate import migrate
 from miyabi_analytics._db.schema import executions
@@ -48,7 +49,7 @@ def absolute_url(url: str | URL | None = None, *, cwd: str | os.PathLike[str] | 
     """
     resolved = resolve_url(url)
     database = resolved.database
-    if resolved.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+    if resolved.get_backend_name() != Dialect.SQLITE or database in (None, "", ":memory:"):
         return resolved
     if database.startswith("file:"):  # a URI filename: SQLite resolves it, not us
         return resolved
@@ -64,7 +65,7 @@ def shown_url(url: str | URL | None = None) -> str:
 def _holds_executions(path: Path) -> bool:
     """Whether the SQLite file at ``path`` has an execution; opened read-only, never created."""
     uri = f"{path.resolve().as_uri()}?mode=ro"
-    probe = create_engine(URL.create("sqlite", database=uri, query={"uri": "true"}))
+    probe = create_engine(URL.create(Dialect.SQLITE, database=uri, query={"uri": "true"}))
     try:
         with probe.connect() as conn:
             return bool(conn.execute(select(exists().select_from(executions))).scalar())
@@ -91,7 +92,7 @@ def notebook_url(
     chosen = next((p for p in candidates if _holds_executions(p)), None)
     if chosen is None:
         chosen = candidates[0] if candidates else base / DEMO_FILE
-    return absolute_url(URL.create("sqlite", database=str(chosen.resolve())))
+    return absolute_url(URL.create(Dialect.SQLITE, database=str(chosen.resolve())))
 
 
 def describe_database(engine: Engine) -> str:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, Select, select
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.expressions import write_order
 from miyabi_analytics._db.fastread import (
     DEFAULT_CHUNK,
@@ -31,7 +32,6 @@ from miyabi_analytics._db.tx import begin
 from miyabi_analytics._db.types import UuidText
 from miyabi_analytics._db.views import TYPED_METRICS, summary
 from miyabi_analytics._validate import INT32_MAX, as_int, as_uuid, as_window
-from miyabi_analytics.agents import AGENT_TYPES, agent_category
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import SummaryFilters
 from miyabi_analytics.frames import (
@@ -45,7 +45,7 @@ from miyabi_analytics.frames import (
     paused_gc,
     to_frame,
 )
-from miyabi_analytics.metrics import check_log_level
+from miyabi_analytics.vocabulary import AGENT_TYPES, agent_category, check_log_level
 
 __all__ = [
     "export_summary",
@@ -135,7 +135,7 @@ def _ordered_batches(
 def _wire_schema(dialect_name: str, spec: Mapping[str, Any]) -> pa.Schema:
     """:func:`arrow_schema`, with uuids as their 16 bytes on PostgreSQL (see select_for_arrow)."""
     schema = arrow_schema(spec)
-    if dialect_name != "postgresql":
+    if dialect_name != Dialect.POSTGRESQL:
         return schema
     return pa.schema([
         pa.field(f.name, UUID_BYTES)
@@ -253,7 +253,7 @@ def _read_sorted(
     needed = [*_ORDER_KEYS, *(source for name in derived for source in _DERIVED[name])]
     fetch = {k: v for k, v in spec.items() if k not in _DERIVED}
     fetch |= {k: SUMMARY_DTYPES[k] for k in needed if k not in fetch}
-    tables = bind.dialect.name == "postgresql"
+    tables = Dialect.of(bind).is_postgresql
     latest = tables and any(name in TYPED_METRICS for name in fetch)
     if latest:
         fetch |= _LATEST_DTYPES

@@ -8,7 +8,6 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Final, Self, TypedDict
 
 from miyabi_analytics._validate import (
@@ -20,8 +19,8 @@ from miyabi_analytics._validate import (
     as_uuid,
     is_plain_json,
 )
-from miyabi_analytics.agents import check_agent_type
 from miyabi_analytics.errors import ValidationError
+from miyabi_analytics.vocabulary import ExecutionStatus, check_agent_type
 
 __all__ = [
     "AgentExecutionResult",
@@ -31,50 +30,6 @@ __all__ = [
     "LogEntry",
     "MetricsEntry",
 ]
-
-
-class ExecutionStatus(StrEnum):
-    """Lifecycle of an execution: pending -> running -> completed | failed; pending -> failed."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-    def can_transition_to(self, new: ExecutionStatus | str) -> bool:
-        """Whether a stored execution in this state may be saved again with ``new``."""
-        target = ExecutionStatus(new)
-        return target is self or target in _NEXT[self]
-
-    @property
-    def is_terminal(self) -> bool:
-        """Completed and failed executions never change state again."""
-        return not _NEXT[self]
-
-    @classmethod
-    def parse(cls, value: object, field: str = "status") -> ExecutionStatus:
-        """Accept the enum or its value in any case; anything else is a ValidationError."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower())
-            except ValueError:
-                pass
-        allowed = ", ".join(s.value for s in cls)
-        raise ValidationError(field, value, f"expected one of {allowed}")
-
-    def allowed_predecessors(self) -> tuple[ExecutionStatus, ...]:
-        """Stored states from which a save with this state is legal."""
-        return tuple(s for s in ExecutionStatus if s.can_transition_to(self))
-
-
-_NEXT: Final[Mapping[ExecutionStatus, frozenset[ExecutionStatus]]] = {
-    ExecutionStatus.PENDING: frozenset({ExecutionStatus.RUNNING, ExecutionStatus.FAILED}),
-    ExecutionStatus.RUNNING: frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED}),
-    ExecutionStatus.COMPLETED: frozenset(),
-    ExecutionStatus.FAILED: frozenset(),
-}
 
 
 class BusinessMetrics(TypedDict, total=False):

@@ -73,6 +73,7 @@ from miyabi_analytics._archive_parts import (
     stream_part,
     to_arrow,
 )
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.schema import analytics, executions, logs
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._durations import as_duration
@@ -193,7 +194,7 @@ def _count(engine: Engine, old: ColumnElement[bool], cutoff: datetime) -> PurgeR
 
 def _ids(bind: Engine | Connection, ids: Sequence[uuid.UUID]) -> Any:
     """``SELECT`` of the given ids as one bound parameter, however many (cf. ``existing_rows``)."""
-    if bind.dialect.name == "postgresql":
+    if Dialect.of(bind).is_postgresql:
         keys = (
             func.unnest(bindparam("ids", list(ids), type_=ARRAY(PG_UUID())))
             .table_valued("key_id")
@@ -259,7 +260,7 @@ class _Run:
         batch: layout.Batch | None = None
         with begin(self.engine, write=True) as conn:
             chosen = select(executions.c.id).where(which).limit(size)
-            if conn.dialect.name == "postgresql":
+            if Dialect.of(conn).is_postgresql:
                 # Locked until commit: a log or metrics insert aimed at them waits, then fails
                 # its foreign key, rather than slipping in between the archive and the delete.
                 # SKIP LOCKED: rows another purge has taken are its to archive, not ours.
@@ -318,7 +319,7 @@ class _Run:
         with begin(self.engine, write=True) as conn:
             if pending:
                 stmt = select(executions.c.id).where(executions.c.id.in_(_ids(conn, pending)))
-                if conn.dialect.name == "postgresql":
+                if Dialect.of(conn).is_postgresql:
                     stmt = stmt.with_for_update()
                 present = list(conn.execute(stmt).scalars())
             if present:
@@ -377,7 +378,7 @@ def _grouped(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, dict[s
 
 def _vacuum_sqlite(engine: Engine) -> bool:
     """VACUUM (outside any transaction) and truncate the WAL, so the file shrinks on disk."""
-    if engine.dialect.name != "sqlite":
+    if engine.dialect.name != Dialect.SQLITE:
         return False
     with engine.connect() as conn:
         dbapi = conn.connection.dbapi_connection

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from miyabi_analytics._bulk_args import bulk_argument, checked_records, log_row, metrics_row
 from miyabi_analytics._db import liveness
 from miyabi_analytics._db.bulk import encoder, existing_rows, insert_rows, update_rows
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.retry import (
     DEFAULT_RETRY,
     Failure,
@@ -29,21 +30,20 @@ from miyabi_analytics._db.tx import begin
 from miyabi_analytics._durations import as_duration, format_duration
 from miyabi_analytics._progress import progress_bar
 from miyabi_analytics._validate import INT32_MAX, as_aware, as_int, as_json, as_text, as_uuid
-from miyabi_analytics.agents import check_agent_type
 from miyabi_analytics.errors import (
     InvalidStatusTransition,
     MiyabiError,
     NotFound,
     ValidationError,
 )
-from miyabi_analytics.metrics import check_log_level, validate_metrics
+from miyabi_analytics.metrics import validate_metrics
 from miyabi_analytics.records import (
     AgentExecutionResult,
-    ExecutionStatus,
     LogEntry,
     MetricsEntry,
     validate_record,
 )
+from miyabi_analytics.vocabulary import ExecutionStatus, check_agent_type, check_log_level
 
 __all__ = ["ExecutionStore"]
 
@@ -294,7 +294,7 @@ class ExecutionStore:
             begin(self._bind, write=True) as conn,
         ):
             encode = encoder(executions, conn.dialect.name)
-            if conn.dialect.name == "postgresql" and self._insert_if_all_new(
+            if Dialect.of(conn).is_postgresql and self._insert_if_all_new(
                 conn, merged.values(), now, encode
             ):
                 return len(batch)

@@ -38,9 +38,9 @@ from miyabi_analytics._dashboard import (
 )
 from miyabi_analytics._dashboard_parts import _date_of, _header, _kpi_html, replace_figure
 from miyabi_analytics._db.engine import mask_url
-from miyabi_analytics.agents import AGENT_CATEGORIES, AGENT_TYPES, agent_category
 from miyabi_analytics.errors import MiyabiError, ValidationError
 from miyabi_analytics.notebook import shown_url
+from miyabi_analytics.vocabulary import AGENT_CATEGORIES, AGENT_TYPES, agent_category
 
 if TYPE_CHECKING:
     import ipywidgets

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
 
 revision: str = "0001_initial"
@@ -58,7 +59,7 @@ def _category_case() -> str:
 def _view_sql(dialect: str) -> str:
     execution_cols = ", ".join(f"e.{c}" for c in EXECUTION_COLUMNS)
     metric_cols = ", ".join(f"a.{c}" for c in TYPED_METRICS)
-    if dialect == "postgresql":
+    if dialect == Dialect.POSTGRESQL:
         duration = "EXTRACT(EPOCH FROM (e.completed_at - e.started_at))::double precision"
     else:
         # Whole seconds from strftime('%s') on the first 19 characters plus the microsecond digits

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from miyabi_analytics._db.dialect import Dialect
+
 revision: str = "0003_row_level_security"
 down_revision: str | None = "0002_report_runs"
 branch_labels: str | Sequence[str] | None = None
@@ -105,7 +107,7 @@ def _pg_view_sql(*, security_invoker: bool) -> str:
 
 
 def _is_postgresql() -> bool:
-    return op.get_bind().dialect.name == "postgresql"
+    return Dialect.of(op.get_bind()).is_postgresql
 
 
 def upgrade() -> None:

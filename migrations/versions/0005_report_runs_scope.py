@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from miyabi_analytics._db.dialect import Dialect
+
 revision: str = "0005_report_runs_scope"
 down_revision: str | None = "0004_heartbeat"
 branch_labels: str | Sequence[str] | None = None
@@ -41,7 +43,7 @@ CONDITION = (
 
 
 def _is_postgresql() -> bool:
-    return op.get_bind().dialect.name == "postgresql"
+    return Dialect.of(op.get_bind()).is_postgresql
 
 
 def upgrade() -> None:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from miyabi_analytics._db.dialect import Dialect
+
 revision: str = "0006_bucket_statistics"
 down_revision: str | None = "0005_report_runs_scope"
 branch_labels: str | Sequence[str] | None = None
@@ -27,7 +29,7 @@ UNITS = ("day", "week", "month")
 
 
 def _is_postgresql() -> bool:
-    return op.get_bind().dialect.name == "postgresql"
+    return Dialect.of(op.get_bind()).is_postgresql
 
 
 def upgrade() -> None:

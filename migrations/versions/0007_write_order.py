@@ -47,6 +47,8 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from alembic import op
 
+from miyabi_analytics._db.dialect import Dialect
+
 revision: str = "0007_write_order"
 down_revision: str | None = "0006_bucket_statistics"
 branch_labels: str | Sequence[str] | None = None
@@ -245,7 +247,7 @@ EXECUTION_COLUMNS = (
 
 
 def _write_order(dialect: str) -> str:
-    return SEQ if dialect == "postgresql" else "rowid"
+    return SEQ if dialect == Dialect.POSTGRESQL else "rowid"
 
 
 def _view_sql(dialect: str, tie: str) -> str:
@@ -261,7 +263,7 @@ def _view_sql(dialect: str, tie: str) -> str:
         for category, agents in CATEGORIES.items()
         for agent in agents
     )
-    if dialect == "postgresql":
+    if dialect == Dialect.POSTGRESQL:
         duration = "EXTRACT(EPOCH FROM (e.completed_at - e.started_at))::double precision"
         create = f"CREATE OR REPLACE VIEW {VIEW} WITH (security_invoker = true)"
     else:
@@ -300,7 +302,7 @@ def _view_sql(dialect: str, tie: str) -> str:
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
-    if dialect == "postgresql":
+    if dialect == Dialect.POSTGRESQL:
         for table in ORDERED_TABLES:
             # Rewrites the table once, numbering the stored rows in their physical order.
             op.execute(
@@ -316,7 +318,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    if dialect == "postgresql":
+    if dialect == Dialect.POSTGRESQL:
         _pg_rename("new", "old_postgresql")
         op.execute(_view_sql(dialect, "id"))  # before the columns it would depend on go
         for table in reversed(ORDERED_TABLES):

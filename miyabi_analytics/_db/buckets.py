@@ -33,6 +33,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal, _TraverseInternalsType
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.types import UtcDateTime
 from miyabi_analytics.errors import ValidationError
 
@@ -81,13 +82,13 @@ def _unsupported(element: UtcBucket, compiler: SQLCompiler, **kw: Any) -> str:
     raise CompileError(f"UtcBucket is not implemented for {compiler.dialect.name}")
 
 
-@compiles(UtcBucket, "postgresql")
+@compiles(UtcBucket, Dialect.POSTGRESQL)
 def _pg_bucket(element: UtcBucket, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(element.column, **kw)
     return f"date_trunc('{_PG_UNIT[element.freq]}', {column}, 'UTC')"
 
 
-@compiles(UtcBucket, "sqlite")
+@compiles(UtcBucket, Dialect.SQLITE)
 def _sqlite_bucket(element: UtcBucket, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(element.column, **kw)
     if element.freq == "D":

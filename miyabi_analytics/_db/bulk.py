@@ -38,6 +38,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.types import TypeEngine
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.types import UtcDateTime, UuidText, strict_json_dumps
 
 __all__ = ["encoder", "existing_rows", "insert_rows", "update_rows"]
@@ -77,7 +78,7 @@ def encoder(table: Table, dialect_name: str) -> Callable[[Sequence[Any]], tuple[
     converters: list[Encode | None] = []
     for column in table.columns:
         kind = column.type
-        if dialect_name == "postgresql":
+        if dialect_name == Dialect.POSTGRESQL:
             if _is_json(kind):
                 converters.append(Jsonb)
             elif isinstance(kind, Numeric) and not isinstance(kind, Integer):
@@ -119,7 +120,7 @@ def insert_rows(conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]])
     temporary tables are never scanned in parallel or from a synchronised start).
     """
     names = [c.name for c in table.columns]
-    if conn.dialect.name == "postgresql":
+    if Dialect.of(conn).is_postgresql:
         if not conn.execute(select(func.row_security_active(table.name))).scalar():
             _copy_rows(conn, table, rows)
             return
@@ -183,7 +184,7 @@ def update_rows(
 
     PostgreSQL: COPY into a temporary table, then one ``UPDATE ... FROM``; SQLite: executemany.
     """
-    if conn.dialect.name == "postgresql":
+    if Dialect.of(conn).is_postgresql:
         stage = _stage_of(table)
         conn.execute(CreateTable(stage))
         _copy_rows(conn, stage, rows)
@@ -213,7 +214,7 @@ def existing_rows(
     if not ids:
         return {}
     wanted = [table.c.id, *(table.c[name] for name in columns)]
-    if conn.dialect.name == "postgresql":
+    if Dialect.of(conn).is_postgresql:
         # A join against unnest(): a hash or index join whatever the planner believes about the
         # table's size (``id = ANY(array)`` can turn into a scan comparing every row to every id).
         keys = (

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.scope import check_repository_ids, install_scope
 from miyabi_analytics._db.types import json_loads, strict_json_dumps
 from miyabi_analytics.errors import ValidationError
@@ -83,7 +84,7 @@ def _parse(text: str) -> URL | str:
             scheme is None
             or not at
             or ":" not in userinfo  # no password: make_url parses it as it always did
-            or scheme.group(1).partition("+")[0] == "sqlite"
+            or scheme.group(1).partition("+")[0] == Dialect.SQLITE
         ):
             return make_url(text)
         username, _, password = userinfo.partition(":")
@@ -129,13 +130,13 @@ def resolve_url(url: str | URL | None = None) -> URL:
             password=secret if isinstance(secret, str) else secret[0]
         )
     backend, _, driver = parsed.drivername.partition("+")
-    if backend in ("postgres", "postgresql"):
+    if backend in ("postgres", Dialect.POSTGRESQL):
         if driver not in ("", "psycopg"):
             raise ValidationError(
                 "url", mask_url(parsed), "PostgreSQL is served by psycopg 3 (postgresql+psycopg)"
             )
         return parsed.set(drivername="postgresql+psycopg")
-    if backend == "sqlite":
+    if backend == Dialect.SQLITE:
         return parsed
     raise ValidationError("url", mask_url(parsed), "only postgresql and sqlite are supported")
 
@@ -177,7 +178,7 @@ def connect(
     """
     resolved = resolve_url(url)
     scope = None if repository_ids is None else check_repository_ids(repository_ids)
-    if scope is not None and resolved.get_backend_name() == "sqlite":
+    if scope is not None and resolved.get_backend_name() == Dialect.SQLITE:
         raise ValidationError(
             "repository_ids",
             list(scope),
@@ -191,7 +192,7 @@ def connect(
     }
     options.update(engine_options)
     engine = create_engine(resolved, **options)
-    if resolved.get_backend_name() == "sqlite":
+    if resolved.get_backend_name() == Dialect.SQLITE:
         _configure_sqlite(engine)
     else:
         _configure_postgresql(engine)

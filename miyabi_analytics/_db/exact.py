@@ -23,12 +23,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import BigInteger, ColumnElement, Dialect, cast, func, literal
+from sqlalchemy import BigInteger, ColumnElement, cast, func, literal
+from sqlalchemy.engine.interfaces import Dialect as SQLDialect
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String, TypeDecorator
+
+from miyabi_analytics._db.dialect import Dialect
 
 __all__ = ["DurationMicros", "ExactInteger", "ExactSum", "cents"]
 
@@ -48,7 +51,7 @@ class ExactInteger(TypeDecorator[int]):
     impl = String
     cache_ok = True
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+    def process_result_value(self, value: Any, dialect: SQLDialect) -> int | None:
         if value is None:
             return None
         if isinstance(value, str):  # SQLite: "<sum of high halves> <sum of low halves>"
@@ -75,13 +78,13 @@ def _unsupported_sum(element: ExactSum, compiler: SQLCompiler, **kw: Any) -> str
     raise CompileError(f"ExactSum is not implemented for {compiler.dialect.name}")
 
 
-@compiles(ExactSum, "postgresql")
+@compiles(ExactSum, Dialect.POSTGRESQL)
 def _pg_sum(element: ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
     (value,) = element.clauses.clauses
     return f"sum({compiler.process(value, **kw)})"
 
 
-@compiles(ExactSum, "sqlite")
+@compiles(ExactSum, Dialect.SQLITE)
 def _sqlite_sum(element: ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
     (value,) = element.clauses.clauses
     v = compiler.process(value, **kw)
@@ -110,7 +113,7 @@ def _operands(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> tupl
     return compiler.process(started, **kw), compiler.process(completed, **kw)
 
 
-@compiles(DurationMicros, "postgresql")
+@compiles(DurationMicros, Dialect.POSTGRESQL)
 def _pg_micros(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> str:
     started, completed = _operands(element, compiler, **kw)
     span = f"({completed} - {started})"
@@ -124,7 +127,7 @@ def _pg_micros(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> str
     )
 
 
-@compiles(DurationMicros, "sqlite")
+@compiles(DurationMicros, Dialect.SQLITE)
 def _sqlite_micros(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> str:
     started, completed = _operands(element, compiler, **kw)
 

@@ -42,8 +42,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.schema import WRITE_ORDER
-from miyabi_analytics.agents import AGENT_TYPES, agent_category
+from miyabi_analytics.vocabulary import AGENT_TYPES, agent_category
 
 __all__ = [
     "DurationSeconds",
@@ -75,7 +76,7 @@ def _operands(element: DurationSeconds, compiler: SQLCompiler, **kw: Any) -> tup
     return compiler.process(started, **kw), compiler.process(completed, **kw)
 
 
-@compiles(DurationSeconds, "postgresql")
+@compiles(DurationSeconds, Dialect.POSTGRESQL)
 def _pg_duration(element: DurationSeconds, compiler: SQLCompiler, **kw: Any) -> str:
     started, completed = _operands(element, compiler, **kw)
     span = f"({completed} - {started})"
@@ -89,7 +90,7 @@ def _pg_duration(element: DurationSeconds, compiler: SQLCompiler, **kw: Any) -> 
     )
 
 
-@compiles(DurationSeconds, "sqlite")
+@compiles(DurationSeconds, Dialect.SQLITE)
 def _sqlite_duration(element: DurationSeconds, compiler: SQLCompiler, **kw: Any) -> str:
     started, completed = _operands(element, compiler, **kw)
 
@@ -128,7 +129,7 @@ class WriteOrder(ColumnClause[int]):
         super().__init__(WRITE_ORDER, BigInteger(), _selectable=source)
 
 
-@compiles(WriteOrder, "sqlite")
+@compiles(WriteOrder, Dialect.SQLITE)
 def _sqlite_write_order(element: WriteOrder, compiler: SQLCompiler, **kw: Any) -> str:
     # No INTEGER PRIMARY KEY aliases it, so an insert takes the largest rowid + 1; VACUUM and
     # table rebuilds copy rows in rowid order, so the order survives them.

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, Float, Select, String, Text, cast, ty
 from sqlalchemy.sql.elements import ColumnElement
 
 from miyabi_analytics._db.batches import DEFAULT_CHUNK, UUID_BYTES, row_batches
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.fastread_pg import pg_batches
 from miyabi_analytics._db.fastread_sqlite import sqlite_batches, sqlite_file
 from miyabi_analytics._db.types import UtcDateTime, UuidText
@@ -42,7 +43,7 @@ def select_for_arrow(
     out: list[ColumnElement[Any]] = []
     for name, column in columns.items():
         kind = arrow_types[name]
-        if dialect_name == "postgresql":
+        if dialect_name == Dialect.POSTGRESQL:
             if kind == UUID_BYTES:
                 expr: ColumnElement[Any] = column
             elif isinstance(column.type, UuidText) or (
@@ -77,7 +78,7 @@ def record_batches(
     read, selects one row per row of ``stmt`` more cheaply: SQLite counts them to choose its way.
     """
     if isinstance(bind, Engine):
-        if bind.dialect.name == "postgresql":
+        if Dialect.of(bind).is_postgresql:
             yield from pg_batches(bind, stmt, schema, chunksize)
             return
         path = sqlite_file(bind) if chunksize is None else None

@@ -42,6 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from miyabi_analytics._db import sqlite_child
 from miyabi_analytics._db.batches import cast_batch, prefetched, row_batches
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._db.types import UtcDateTime
 
@@ -67,7 +68,7 @@ def sqlite_file(engine: Engine) -> str | None:
     filenames, read-only modes) is left to the engine's own connections.
     """
     url = engine.url
-    if url.get_backend_name() != "sqlite" or url.query or not sys.executable:
+    if url.get_backend_name() != Dialect.SQLITE or url.query or not sys.executable:
         return None
     database = url.database
     if not database or database == ":memory:" or not _CHILD.is_file():

@@ -15,7 +15,7 @@ from typing import Final
 from sqlalchemy import ColumnElement, Select, Update, and_, func, or_, select, update
 
 from miyabi_analytics._db.schema import executions
-from miyabi_analytics.records import ExecutionStatus
+from miyabi_analytics.vocabulary import ExecutionStatus
 
 __all__ = ["count_stuck", "heartbeat", "reap", "stuck"]
 

@@ -17,6 +17,7 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import URL, Connection, Engine, func, select
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.engine import connect
 from miyabi_analytics.errors import SchemaError, ValidationError
 
@@ -84,7 +85,7 @@ def run_locked(engine: Engine, body: Callable[[Connection], None]) -> None:
     with foreign keys off on this connection so batch table rebuilds keep child rows.
     """
     with engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
+        sqlite = Dialect.of(conn) is Dialect.SQLITE
         if sqlite:  # PRAGMA foreign_keys is a no-op inside a transaction: set it before BEGIN
             _sqlite_pragma(conn, "PRAGMA foreign_keys = OFF")
             conn = conn.execution_options(miyabi_write=True)

@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolResetState
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics.errors import SchemaError, ValidationError
@@ -214,7 +215,7 @@ def session_scope(bind: Engine | Connection) -> str | None:
     Asked of the database rather than remembered beside the engine, so whatever sets the scope
     (this module's hook, a caller's own listener) is honoured the same way by every read path.
     """
-    if bind.dialect.name != "postgresql":
+    if not Dialect.of(bind).is_postgresql:
         return None
     with begin(bind) as conn:
         text = conn.execute(select(func.current_setting(SCOPE_SETTING, True))).scalar()
@@ -336,7 +337,7 @@ def scope_errors(
     except DBAPIError as exc:
         if is_row_security_violation(exc):
             raise out_of_scope(bind, records) from exc
-        if bind.dialect.name != "postgresql" or not _is_duplicate_execution_id(exc):
+        if not Dialect.of(bind).is_postgresql or not _is_duplicate_execution_id(exc):
             raise
         scope = parse_scope(session_scope(bind))
         if scope is None:

@@ -9,8 +9,9 @@ from sqlalchemy import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.schema import executions
-from miyabi_analytics.records import ExecutionStatus
+from miyabi_analytics.vocabulary import ExecutionStatus
 
 EXECUTION_KEYS = tuple(c.name for c in executions.columns)
 
@@ -22,7 +23,7 @@ def upsert_execution(dialect_name: str, row: Mapping[str, Any]) -> Insert:
     the locked, latest version of the row, so two racing writers can never regress it. A refused
     update changes nothing and returns no row.
     """
-    insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
+    insert = pg_insert if dialect_name == Dialect.POSTGRESQL else sqlite_insert
     stmt = insert(executions).values(**row)
     allowed = [s.value for s in ExecutionStatus(row["status"]).allowed_predecessors()]
     return stmt.on_conflict_do_update(

@@ -13,9 +13,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, String, Uuid
+from sqlalchemy import JSON, DateTime, String, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine.interfaces import Dialect as SQLDialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from miyabi_analytics._db.dialect import Dialect
 
 SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"
 SQLITE_TS_WIDTH = 32
@@ -27,23 +30,23 @@ class UtcDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
+    def load_dialect_impl(self, dialect: SQLDialect) -> TypeEngine[Any]:
+        if dialect.name == Dialect.SQLITE:
             return dialect.type_descriptor(String(SQLITE_TS_WIDTH))
         return dialect.type_descriptor(DateTime(timezone=True))
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+    def process_bind_param(self, value: datetime | None, dialect: SQLDialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime reached the database layer")
         utc = value.astimezone(UTC)
-        if dialect.name != "sqlite":
+        if dialect.name != Dialect.SQLITE:
             return utc
         # isoformat, not strftime: %Y does not zero-pad years before 1000 on every platform.
         return utc.isoformat(sep=" ", timespec="microseconds")
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: Any, dialect: SQLDialect) -> datetime | None:
         if value is None:
             return None
         if isinstance(value, str):
@@ -58,18 +61,18 @@ class UuidText(TypeDecorator[uuid.UUID]):
     impl = Uuid(as_uuid=True)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
+    def load_dialect_impl(self, dialect: SQLDialect) -> TypeEngine[Any]:
+        if dialect.name == Dialect.SQLITE:
             return dialect.type_descriptor(String(36))
         return dialect.type_descriptor(Uuid(as_uuid=True))
 
-    def process_bind_param(self, value: uuid.UUID | str | None, dialect: Dialect) -> Any:
+    def process_bind_param(self, value: uuid.UUID | str | None, dialect: SQLDialect) -> Any:
         if value is None:
             return None
         parsed = value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-        return str(parsed) if dialect.name == "sqlite" else parsed
+        return str(parsed) if dialect.name == Dialect.SQLITE else parsed
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> uuid.UUID | None:
+    def process_result_value(self, value: Any, dialect: SQLDialect) -> uuid.UUID | None:
         if value is None or isinstance(value, uuid.UUID):
             return value
         return uuid.UUID(str(value))
@@ -111,4 +114,4 @@ LONG_INTEGER_PATTERN = r"[0-9]{19}"
 """Matches the text of every document that may hold an integer beyond 64 bits (19+ digits)."""
 
 
-JsonDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+JsonDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), Dialect.POSTGRESQL)

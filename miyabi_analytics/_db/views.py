@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text
 
 from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
-
-TYPED_METRICS: Final = (
-    "competitors_analyzed",
-    "market_size_usd",
-    "growth_rate_percent",
-    "conversion_rate",
-    "target_audience_size",
-    "estimated_revenue_usd",
-    "engagement_score",
-    "reach_estimate",
-    "roi_percent",
-)
+from miyabi_analytics.vocabulary import TYPED_METRICS as TYPED_METRICS
 
 view_metadata = MetaData()
 

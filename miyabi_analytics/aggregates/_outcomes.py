@@ -29,7 +29,7 @@ from miyabi_analytics.aggregates._shared import (
 )
 from miyabi_analytics.filters import SummaryFilters
 from miyabi_analytics.frames import STR, UTC_TS
-from miyabi_analytics.records import ExecutionStatus
+from miyabi_analytics.vocabulary import ExecutionStatus
 
 __all__ = ["ERROR_DTYPES", "error_analysis", "quality_trend", "success_rates"]
 

@@ -17,7 +17,7 @@ from miyabi_analytics._db.tx import begin
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import SummaryFilters
 from miyabi_analytics.frames import AGENT_TYPE_DTYPE, CATEGORY_DTYPE, STR, UTC_TS, to_frame
-from miyabi_analytics.records import ExecutionStatus
+from miyabi_analytics.vocabulary import ExecutionStatus
 
 __all__ = [
     "BY_COLUMNS",

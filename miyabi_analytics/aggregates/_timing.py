@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.exact import DurationMicros, ExactSum
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.tx import begin
@@ -79,7 +80,7 @@ def duration_stats(
     width = len(keys)
     rows = []
     with begin(bind) as conn:
-        build = _pg_statement if conn.dialect.name == "postgresql" else _window_statement
+        build = _pg_statement if Dialect.of(conn).is_postgresql else _window_statement
         fetched = conn.execute(build(keys, filters)).all()
     for row in fetched:
         n = row.executions
