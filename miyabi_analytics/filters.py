@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import ColumnElement, Select
 
@@ -14,9 +14,29 @@ from miyabi_analytics._validate import as_uuid, as_window
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.vocabulary import ExecutionStatus, check_agent_type
 
-__all__ = ["SummaryFilters"]
+__all__ = ["FilterArgs", "IdArg", "StatusesArg", "SummaryFilters", "TimeArg", "TypesArg"]
 
 S = TypeVar("S", bound=Select[Any])
+
+IdArg = uuid.UUID | str | Iterable[uuid.UUID | str] | None
+TypesArg = str | Iterable[str] | None
+StatusesArg = ExecutionStatus | str | Iterable[ExecutionStatus | str] | None
+TimeArg = datetime | str | None
+
+
+class FilterArgs(TypedDict, total=False):
+    """The filter keywords of ``read_summary`` and every aggregate, spelled once.
+
+    Public functions take them as ``**filters: Unpack[FilterArgs]`` and turn them into a
+    :class:`SummaryFilters` once (:meth:`SummaryFilters.of`); everything below passes that.
+    """
+
+    repository_id: IdArg
+    user_id: IdArg
+    agent_types: TypesArg
+    statuses: StatusesArg
+    since: TimeArg
+    until: TimeArg
 
 
 def _many(field: str, value: object) -> list[object]:
@@ -75,6 +95,17 @@ class SummaryFilters:
             since=start,
             until=end,
         )
+
+    @classmethod
+    def of(
+        cls, filters: SummaryFilters | None = None, **args: Unpack[FilterArgs]
+    ) -> SummaryFilters:
+        """``filters`` as given (already validated), else the keyword filters validated."""
+        if filters is not None:
+            if args:
+                raise ValidationError("filters", sorted(args), "pass filters or keywords, not both")
+            return filters
+        return cls.build(**args)
 
     def clauses(self, columns: Any) -> list[ColumnElement[bool]]:
         """WHERE clauses against a selectable's ``.c`` having the summary's column names."""
