@@ -18,8 +18,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine
 
-from miyabi_analytics._db.retry import run_with_retries
-from miyabi_analytics._db.tx import begin
+from miyabi_analytics._db.tx import write
 from miyabi_analytics._progress import progress_bar
 from miyabi_analytics._validate import as_int
 from miyabi_analytics.records import (
@@ -339,10 +338,4 @@ def load_demo(
                 bar.update(len(batch.executions))
         return DemoLoad(records, metrics, logs)
 
-    def attempt(_: int) -> DemoLoad:
-        with begin(bind, write=True) as conn:
-            return load(conn)
-
-    if isinstance(bind, Engine):
-        return run_with_retries(attempt, what="load_demo")
-    return attempt(1)
+    return write(bind, load, what="load_demo")

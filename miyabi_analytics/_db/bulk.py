@@ -73,12 +73,12 @@ def _is_json(sa_type: TypeEngine[Any]) -> bool:
     return isinstance(sa_type, JSON)
 
 
-def encoder(table: Table, dialect_name: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+def encoder(table: Table, dialect: Dialect) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     """A function turning a row of Python values (table column order) into driver values."""
     converters: list[Encode | None] = []
     for column in table.columns:
         kind = column.type
-        if dialect_name == Dialect.POSTGRESQL:
+        if dialect.is_postgresql:
             if _is_json(kind):
                 converters.append(Jsonb)
             elif isinstance(kind, Numeric) and not isinstance(kind, Integer):

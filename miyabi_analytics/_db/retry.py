@@ -5,7 +5,7 @@ message text: PostgreSQL's SQLSTATE (psycopg's ``sqlstate``), SQLite's result co
 (``sqlite_errorcode``) and SQLAlchemy's ``connection_invalidated`` (the driver found the
 connection dead under a statement).
 
-``TRANSIENT``, retried by :func:`run_with_retries` and by the store: a connection lost mid-
+``TRANSIENT``, retried by :func:`~miyabi_analytics._db.tx.write`: a connection lost mid-
 transaction (server restart, ``pg_terminate_backend``, network), a serialization failure (40001),
 a deadlock (40P01), the server shutting down or starting up (57P01-57P03), a connection failure
 reported as SQLSTATE 08000/08003/08006/08007, SQLite's ``SQLITE_BUSY`` / ``SQLITE_LOCKED``
@@ -13,7 +13,7 @@ reported as SQLSTATE 08000/08003/08006/08007, SQLite's ``SQLITE_BUSY`` / ``SQLIT
 
 ``CONFLICT``: a unique violation (23505). Not worth retrying as such, but a read-then-write batch
 that lost a race to a concurrent insert of the same id gets it right when run again (the store's
-bulk path does that, a bounded number of times).
+bulk path asks ``write`` for that, a bounded number of times).
 
 ``PERMANENT``, raised at once, everything else: a connection that could not be opened (bad URL,
 unknown host, refused connection, authentication failure, database does not exist: psycopg gives
@@ -21,20 +21,17 @@ these no SQLSTATE, and a few hundred milliseconds fix none of them), undefined t
 column (42703), syntax errors (42601), permission denied (42501), integrity and check violations,
 bad data, SQLite's "unable to open database file" or "no such table", our own errors.
 
-A retry is only sound when the whole transaction is ours: callers retry with an ``Engine``, never
-inside a transaction a caller opened on a ``Connection`` (that transaction is already lost).
+A retry is only sound when the whole transaction is ours: ``write`` retries with an ``Engine``,
+never inside a transaction a caller opened on a ``Connection`` (that transaction is already lost).
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final, TypeVar
+from typing import Final
 
 from sqlalchemy.exc import DBAPIError
 
@@ -45,11 +42,8 @@ __all__ = [
     "RetryPolicy",
     "classify",
     "is_transient",
-    "run_with_retries",
+    "sqlstate",
 ]
-
-T = TypeVar("T")
-log = logging.getLogger("miyabi_analytics.retry")
 
 _TRANSIENT_SQLSTATES: Final = frozenset(
     {
@@ -95,7 +89,8 @@ DEFAULT_RETRY: Final = RetryPolicy()
 NO_RETRY: Final = RetryPolicy(attempts=1)
 
 
-def _sqlstate(error: BaseException | None) -> str | None:
+def sqlstate(error: BaseException | None) -> str | None:
+    """The driver error's SQLSTATE (psycopg), or ``None`` (SQLite, or no code at all)."""
     state = getattr(error, "sqlstate", None)
     return state if isinstance(state, str) else None
 
@@ -111,7 +106,7 @@ def classify(exc: BaseException) -> Failure:
         if exc.connection_invalidated:
             return Failure.TRANSIENT  # the connection died under an open transaction
         orig = exc.orig
-    state = _sqlstate(orig)
+    state = sqlstate(orig)
     if state is not None:
         if state in _TRANSIENT_SQLSTATES:
             return Failure.TRANSIENT
@@ -126,36 +121,3 @@ def classify(exc: BaseException) -> Failure:
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is worth retrying the whole transaction for (see :func:`classify`)."""
     return classify(exc) is Failure.TRANSIENT
-
-
-def run_with_retries(
-    operation: Callable[[int], T],
-    policy: RetryPolicy = DEFAULT_RETRY,
-    *,
-    what: str = "write",
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """Call ``operation(attempt)`` (attempt 1, 2, ...) until it returns or fails permanently.
-
-    The last transient error is raised unchanged once ``policy.attempts`` are used up. Retries are
-    logged at WARNING with the error's type and SQLSTATE only (never its text: it can carry data).
-    """
-    attempt = 1
-    while True:
-        try:
-            return operation(attempt)
-        except DBAPIError as exc:
-            if attempt >= policy.attempts or not is_transient(exc):
-                raise
-            pause = policy.delay(attempt)
-            log.warning(
-                "retrying %s after transient %s (sqlstate %s), attempt %d of %d, in %.3fs",
-                what,
-                type(exc.orig).__name__,
-                _sqlstate(exc.orig) or "-",
-                attempt + 1,
-                policy.attempts,
-                pause,
-            )
-        sleep(pause)
-        attempt += 1

@@ -16,14 +16,14 @@ from miyabi_analytics.vocabulary import ExecutionStatus
 EXECUTION_KEYS = tuple(c.name for c in executions.columns)
 
 
-def upsert_execution(dialect_name: str, row: Mapping[str, Any]) -> Insert:
+def upsert_execution(dialect: Dialect, row: Mapping[str, Any]) -> Insert:
     """Insert an execution or update the stored one, only along a legal lifecycle step.
 
     The guard is the ``WHERE`` of ``ON CONFLICT DO UPDATE``: the database evaluates it against
     the locked, latest version of the row, so two racing writers can never regress it. A refused
     update changes nothing and returns no row.
     """
-    insert = pg_insert if dialect_name == Dialect.POSTGRESQL else sqlite_insert
+    insert = pg_insert if dialect.is_postgresql else sqlite_insert
     stmt = insert(executions).values(**row)
     allowed = [s.value for s in ExecutionStatus(row["status"]).allowed_predecessors()]
     return stmt.on_conflict_do_update(

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,8 +20,9 @@ from sqlalchemy import URL, Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 import miyabi_analytics as ma
-from miyabi_analytics._db.retry import NO_RETRY, RetryPolicy, is_transient, run_with_retries
+from miyabi_analytics._db.retry import NO_RETRY, RetryPolicy, is_transient
 from miyabi_analytics._db.schema import analytics, executions, logs
+from miyabi_analytics._db.tx import write
 
 pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 
@@ -316,20 +318,27 @@ def test_real_deadlock_and_serialization_failure_are_transient_and_retried(engin
     seen: list[BaseException] = []
     done: list[str] = []
 
-    def deadlocker(first: uuid.UUID, second: uuid.UUID, name: str) -> None:
-        def transaction(attempt: int) -> None:
-            try:
-                with engine.begin() as conn:
-                    stmt = "UPDATE agent_executions SET quality_score = :q WHERE id = :id"
-                    conn.execute(text(stmt), {"q": attempt, "id": first})
-                    if attempt == 1:
-                        barrier.wait()  # both hold their first row: each now waits for the other
-                    conn.execute(text(stmt), {"q": attempt, "id": second})
-            except DBAPIError as exc:
-                seen.append(exc)
-                raise
+    @contextmanager
+    def noted() -> Iterator[None]:
+        """Every failed attempt, its commit included (where a serialization failure can come)."""
+        try:
+            yield
+        except DBAPIError as exc:
+            seen.append(exc)
+            raise
 
-        run_with_retries(transaction, FAST_RETRY, what=name)
+    def deadlocker(first: uuid.UUID, second: uuid.UUID, name: str) -> None:
+        attempts: list[int] = []
+
+        def transaction(conn: Any) -> None:
+            attempts.append(len(attempts) + 1)
+            stmt = "UPDATE agent_executions SET quality_score = :q WHERE id = :id"
+            conn.execute(text(stmt), {"q": attempts[-1], "id": first})
+            if attempts[-1] == 1:
+                barrier.wait()  # both hold their first row: each now waits for the other
+            conn.execute(text(stmt), {"q": attempts[-1], "id": second})
+
+        write(engine, transaction, policy=FAST_RETRY, what=name, errors=noted)
         done.append(name)
 
     threads = [
@@ -348,25 +357,24 @@ def test_real_deadlock_and_serialization_failure_are_transient_and_retried(engin
     seen.clear()
     barrier.reset()
 
-    def skewer(name: str) -> None:
-        def transaction(attempt: int) -> None:
-            try:
-                serializable = engine.connect().execution_options(isolation_level="SERIALIZABLE")
-                with serializable as conn, conn.begin():
-                    conn.execute(select(func.count()).select_from(logs)).scalar_one()
-                    if attempt == 1:
-                        barrier.wait()
-                    conn.execute(
-                        logs.insert().values(
-                            id=uuid.uuid4(), execution_id=a.id, log_level="info",
-                            message=name, logged_at=datetime.now(UTC),
-                        )
-                    )
-            except DBAPIError as exc:
-                seen.append(exc)
-                raise
+    serializable = engine.execution_options(isolation_level="SERIALIZABLE")
 
-        run_with_retries(transaction, FAST_RETRY, what=name)
+    def skewer(name: str) -> None:
+        attempts: list[int] = []
+
+        def transaction(conn: Any) -> None:
+            attempts.append(len(attempts) + 1)
+            conn.execute(select(func.count()).select_from(logs)).scalar_one()
+            if attempts[-1] == 1:
+                barrier.wait()
+            conn.execute(
+                logs.insert().values(
+                    id=uuid.uuid4(), execution_id=a.id, log_level="info",
+                    message=name, logged_at=datetime.now(UTC),
+                )
+            )
+
+        write(serializable, transaction, policy=FAST_RETRY, what=name, errors=noted)
 
     threads = [threading.Thread(target=skewer, args=(name,)) for name in ("x", "y")]
     for thread in threads:

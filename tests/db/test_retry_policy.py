@@ -146,14 +146,10 @@ def test_reap_with_a_bad_url_is_bad_input(url, failures, retries, capsys):
 )
 def test_real_permanent_server_errors_are_tried_once(engine, statement, sqlstate, failures,
                                                      retries):
-    def transaction(attempt: int) -> None:
-        with engine.begin() as conn:
-            conn.execute(text(statement))
-
-    from miyabi_analytics._db.retry import run_with_retries
+    from miyabi_analytics._db.tx import write
 
     with pytest.raises(DBAPIError) as caught:
-        run_with_retries(transaction, what="test")
+        write(engine, lambda conn: conn.execute(text(statement)), what="test")
     assert getattr(caught.value.orig, "sqlstate", None) == sqlstate
     assert classify(caught.value) is Failure.PERMANENT
     assert len(failures) == 1

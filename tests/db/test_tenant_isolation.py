@@ -20,7 +20,7 @@ from sqlalchemy import URL, Engine, event, insert, inspect, make_url, select, te
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import miyabi_analytics as ma
-import miyabi_analytics.store as store_module
+import miyabi_analytics.store.bulk as store_bulk
 from miyabi_analytics._db.bulk import existing_rows
 from miyabi_analytics._db.schema import report_runs
 from miyabi_analytics.report_runs import ReportRunStatus, finish_run, start_run
@@ -417,7 +417,7 @@ def test_bulk_save_retries_a_duplicate_of_its_own_scope(
         # the first lookup ran before the other writer's commit: it found nothing
         return {} if len(lookups) == 1 else existing_rows(*args)
 
-    monkeypatch.setattr(store_module, "existing_rows", late_lookup)
+    monkeypatch.setattr(store_bulk, "existing_rows", late_lookup)
     done = record.evolve(status="completed", completed_at=record.started_at)
     assert ma.ExecutionStore(writer).save_executions([done]) == 1
     assert lookups == [1, 1]  # the duplicate key was retried, and the retry updated the row
@@ -426,7 +426,7 @@ def test_bulk_save_retries_a_duplicate_of_its_own_scope(
     assert stored.completed_at == done.completed_at
 
     # a visible duplicate is never taken for another tenant's id, even when retries run out
-    monkeypatch.setattr(store_module, "existing_rows", lambda *args: {})
+    monkeypatch.setattr(store_bulk, "existing_rows", lambda *args: {})
     with pytest.raises(IntegrityError, match="pk_agent_executions"):
         ma.ExecutionStore(writer).save_executions([done])
 

@@ -25,11 +25,12 @@ from pandas.testing import assert_frame_equal
 from sqlalchemy import URL, Engine, bindparam, func, inspect, select, text
 
 import miyabi_analytics as ma
-from miyabi_analytics import aggregates, store
+from miyabi_analytics import aggregates
 from miyabi_analytics._db.schema import analytics, logs
 from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
 from miyabi_analytics._db.views import summary
 from miyabi_analytics.reader import read_summary_simple
+from miyabi_analytics.store import _shared as store_shared
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 WRITE_ORDER_REVISION = "0007_write_order"
@@ -59,7 +60,7 @@ def started(
 
 def frozen_clock(monkeypatch: pytest.MonkeyPatch, at: datetime = T0) -> None:
     """Every timestamp the store takes is ``at``: writes within one clock tick."""
-    monkeypatch.setattr(store, "_now", lambda: at)
+    monkeypatch.setattr(store_shared, "now", lambda: at)
 
 
 # -- logs ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Arguments of the store's bulk writes: the container, then each element as it is reached.
+"""Arguments of the bulk writes: the container, then each element as it is reached.
 
 ``save_executions``, ``save_analysis_metrics_many`` and ``log_many`` take any iterable,
 generators included, and write it in batches without holding it all. So the container is
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, NoReturn
 
-from miyabi_analytics._validate import as_aware, as_json, as_text, as_uuid
+from miyabi_analytics._validate import as_aware, as_text, as_uuid
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.metrics import validate_metrics
 from miyabi_analytics.records import (
@@ -26,6 +26,7 @@ from miyabi_analytics.records import (
     MetricsEntry,
     validate_record,
 )
+from miyabi_analytics.store._shared import json_mapping
 from miyabi_analytics.vocabulary import check_log_level
 
 __all__ = ["bulk_argument", "checked_records", "log_row", "metrics_row"]
@@ -109,19 +110,15 @@ def log_row(index: int, item: object, now: datetime) -> dict[str, Any]:
             "execution_id": as_uuid("execution_id", item.execution_id),
             "log_level": check_log_level(item.level),
             "message": as_text("message", item.message),
-            "metadata": None if item.metadata is None else _json_mapping(item.metadata),
+            "metadata": (
+                None if item.metadata is None else json_mapping("metadata", item.metadata)
+            ),
             "logged_at": (
                 now if item.logged_at is None else as_aware("logged_at", item.logged_at)
             ),
         }
     except ValidationError as exc:
         _refuse_element("entries", index, exc)
-
-
-def _json_mapping(value: object) -> Any:
-    if not isinstance(value, Mapping):
-        raise ValidationError("metadata", value, "expected a mapping")
-    return as_json("metadata", value)
 
 
 def _wrong_element(field: str, index: int, item: object, expected: str) -> NoReturn:

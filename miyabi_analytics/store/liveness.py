@@ -1,0 +1,77 @@
+"""Heartbeats and stuck executions: stamping a running execution, failing the silent ones.
+
+The statements are ``_db/liveness.py``'s; this module validates, runs them in a write
+transaction and says why a heartbeat was refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, select
+
+from miyabi_analytics._db import liveness as statements
+from miyabi_analytics._db.retry import RetryPolicy
+from miyabi_analytics._db.schema import executions
+from miyabi_analytics._db.tx import begin, write
+from miyabi_analytics._durations import as_duration, format_duration
+from miyabi_analytics._validate import as_uuid
+from miyabi_analytics.errors import NotFound, ValidationError
+from miyabi_analytics.store import _shared
+from miyabi_analytics.vocabulary import check_agent_type
+
+__all__ = ["count_stuck", "heartbeat", "reap"]
+
+
+def heartbeat(
+    bind: Engine | Connection,
+    execution_id: uuid.UUID | str,
+    *,
+    agent_type: str | None,
+    retry: RetryPolicy,
+) -> datetime:
+    """``ExecutionStore.heartbeat``: stamp a running execution, or say why it takes none."""
+    key = as_uuid("execution_id", execution_id)
+    if agent_type is not None:
+        check_agent_type(agent_type)
+
+    def stamp(conn: Connection) -> datetime:
+        now = _shared.now()
+        if conn.execute(statements.heartbeat(key, agent_type, now)).rowcount == 1:
+            return now
+        # Nothing was stamped, so raising here (and rolling back) loses nothing.
+        stored = conn.execute(
+            select(executions.c.status, executions.c.agent_type).where(executions.c.id == key)
+        ).one_or_none()
+        if stored is None:
+            raise NotFound("execution", key)
+        if agent_type is not None and stored.agent_type != agent_type:
+            raise _shared.belongs_to(agent_type, key, stored.agent_type)
+        raise ValidationError(
+            "status",
+            stored.status,
+            f"execution {key} is {stored.status!r}; only running executions take a heartbeat",
+        )
+
+    return write(bind, stamp, what="heartbeat", policy=retry)
+
+
+def reap(bind: Engine | Connection, stale_after: timedelta | str, *, retry: RetryPolicy) -> int:
+    """``ExecutionStore.reap``: one guarded UPDATE fails every stuck execution."""
+    stale = as_duration("stale_after", stale_after)
+    message = f"reaped: no heartbeat for {format_duration(stale)}"
+
+    def fail_stuck(conn: Connection) -> int:
+        now = _shared.now()
+        return int(conn.execute(statements.reap(now - stale, now, message)).rowcount)
+
+    return write(bind, fail_stuck, what="reap", policy=retry)
+
+
+def count_stuck(bind: Engine | Connection, stale_after: timedelta | str) -> int:
+    """``ExecutionStore.count_stuck``: what :func:`reap` would fail now, changing nothing."""
+    stale = as_duration("stale_after", stale_after)
+    with begin(bind) as conn:
+        count: int = conn.execute(statements.count_stuck(_shared.now() - stale)).scalar_one()
+    return count
