@@ -105,7 +105,7 @@ def log(
         write(
             bind,
             insert,
-            what="logs insert",
+            what=f"{logs.name} insert",
             policy=retry,
             recover=lambda conn: log_id if _shared.stored(conn, logs, log_id) else None,
         )
