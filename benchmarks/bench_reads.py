@@ -12,7 +12,7 @@ view to /dev/null on PostgreSQL, the ``sqlite3`` CLI on SQLite) and the fast way
 --read-sql-repeat times after them. On SQLite, ``read_summary`` of the whole view goes through
 the child process (ADBC's driver); "read_summary rows" is the same read kept in the process
 (raw sqlite3 rows), and ``--sizes`` times both ways on the latest N executions (``since``), to
-show where the child process starts to pay (``fastread_sqlite.PROCESS_ROWS``).
+show where the child process starts to pay (``_db.fastread.sqlite.PROCESS_ROWS``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ WAYS = {
     ),
     "read_summary rows": (
         "import miyabi_analytics as ma\nengine = ma.connect(URL)\n"
-        "from miyabi_analytics._db import fastread_sqlite\n"
+        "from miyabi_analytics._db.fastread import sqlite as fastread_sqlite\n"
         "fastread_sqlite.PROCESS_ROWS = 10**12  # never the child process",
         "frame = ma.read_summary(engine)",
     ),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.summary import Tie, drop_view_ddl, view_ddl
 from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
 
 revision: str = "0001_initial"
@@ -20,76 +20,10 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Frozen here on purpose: a later agent list gets a later revision that recreates the view.
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "strategy": (
-        "AIEntrepreneurAgent", "SelfAnalysisAgent", "PersonaAgent",
-        "ProductConceptAgent", "ProductDesignAgent", "FunnelDesignAgent",
-    ),
-    "marketing": (
-        "MarketResearchAgent", "ContentCreationAgent", "SNSStrategyAgent",
-        "MarketingAgent", "YouTubeAgent",
-    ),
-    "operations": ("SalesAgent", "CRMAgent", "AnalyticsAgent"),
-    "design": ("JonathanIveDesignAgent",),
-}
-
-TYPED_METRICS = (
-    "competitors_analyzed", "market_size_usd", "growth_rate_percent", "conversion_rate",
-    "target_audience_size", "estimated_revenue_usd", "engagement_score", "reach_estimate",
-    "roi_percent",
-)
-
-EXECUTION_COLUMNS = (
-    "id", "repository_id", "user_id", "agent_type", "issue_number", "status", "started_at",
-    "completed_at", "error_message", "result", "quality_score", "pr_number", "created_at",
-    "updated_at",
-)
-
-
-def _category_case() -> str:
-    whens = " ".join(
-        f"WHEN '{agent}' THEN '{category}'"
-        for category, agents in CATEGORIES.items()
-        for agent in agents
-    )
-    return f"CASE e.agent_type {whens} END"
-
-
-def _view_sql(dialect: str) -> str:
-    execution_cols = ", ".join(f"e.{c}" for c in EXECUTION_COLUMNS)
-    metric_cols = ", ".join(f"a.{c}" for c in TYPED_METRICS)
-    if dialect == Dialect.POSTGRESQL:
-        duration = "EXTRACT(EPOCH FROM (e.completed_at - e.started_at))::double precision"
-    else:
-        # Whole seconds from strftime('%s') on the first 19 characters plus the microsecond digits
-        # as integers: exact, where julianday() would round to milliseconds.
-        def micros(col: str) -> str:
-            return (
-                f"(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000000 "
-                f"+ CAST(substr({col}, 21, 6) AS INTEGER))"
-            )
-
-        duration = (
-            f"({micros('e.completed_at')} - {micros('e.started_at')}) / 1000000.0"
-        )
-    # The latest analytics row of each execution as an anti-join ("no later row exists"): set
-    # based, so a full read is two hash joins, and a filtered one still uses the indexes.
-    latest = (
-        "LEFT JOIN business_agent_analytics a ON a.execution_id = e.id AND NOT EXISTS ("
-        "SELECT 1 FROM business_agent_analytics b WHERE b.execution_id = a.execution_id "
-        "AND (b.created_at > a.created_at OR (b.created_at = a.created_at AND b.id > a.id)))"
-    )
-    # DDL from this file's constants only; no value from outside reaches it.
-    return (
-        "CREATE VIEW v_business_agent_summary AS SELECT "  # noqa: S608
-        f"{execution_cols}, "
-        f"CASE WHEN e.started_at IS NULL OR e.completed_at IS NULL THEN NULL "
-        f"ELSE {duration} END AS duration_seconds, "
-        f"{_category_case()} AS agent_category, "
-        f"{metric_cols} "
-        f"FROM agent_executions e {latest}"
-    )
+# The view as the summary defines it, with this revision's tie-break between analytics rows of
+# one created_at (the larger id; 0007_write_order makes it the write order).
+def _view_sql() -> str:
+    return view_ddl(op.get_bind().dialect, tie=Tie.ID)
 
 
 def upgrade() -> None:
@@ -170,11 +104,11 @@ def upgrade() -> None:
     for column in ("execution_id", "log_level", "logged_at"):
         op.create_index(f"ix_agent_execution_logs_{column}", "agent_execution_logs", [column])
 
-    op.execute(_view_sql(op.get_bind().dialect.name))
+    op.execute(_view_sql())
 
 
 def downgrade() -> None:
-    op.execute("DROP VIEW IF EXISTS v_business_agent_summary")
+    op.execute(drop_view_ddl())
     op.drop_table("agent_execution_logs")
     op.drop_table("business_agent_analytics")
     op.drop_table("agent_executions")

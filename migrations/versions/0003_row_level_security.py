@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from alembic import op
 
 from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.summary import Tie, view_ddl
 
 revision: str = "0003_row_level_security"
 down_revision: str | None = "0002_report_runs"
@@ -43,66 +44,14 @@ POLICIES: dict[str, str] = {
     "agent_execution_logs": f"{_UNSCOPED} OR execution_id IN ({_SCOPED_EXECUTIONS})",
 }
 
-# -- the summary view, frozen as 0001_initial defines it ------------------------------------
-
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "strategy": (
-        "AIEntrepreneurAgent", "SelfAnalysisAgent", "PersonaAgent",
-        "ProductConceptAgent", "ProductDesignAgent", "FunnelDesignAgent",
-    ),
-    "marketing": (
-        "MarketResearchAgent", "ContentCreationAgent", "SNSStrategyAgent",
-        "MarketingAgent", "YouTubeAgent",
-    ),
-    "operations": ("SalesAgent", "CRMAgent", "AnalyticsAgent"),
-    "design": ("JonathanIveDesignAgent",),
-}
-
-TYPED_METRICS = (
-    "competitors_analyzed", "market_size_usd", "growth_rate_percent", "conversion_rate",
-    "target_audience_size", "estimated_revenue_usd", "engagement_score", "reach_estimate",
-    "roi_percent",
-)
-
-EXECUTION_COLUMNS = (
-    "id", "repository_id", "user_id", "agent_type", "issue_number", "status", "started_at",
-    "completed_at", "error_message", "result", "quality_score", "pr_number", "created_at",
-    "updated_at",
-)
-
-
-def _category_case() -> str:
-    whens = " ".join(
-        f"WHEN '{agent}' THEN '{category}'"
-        for category, agents in CATEGORIES.items()
-        for agent in agents
-    )
-    return f"CASE e.agent_type {whens} END"
-
 
 def _pg_view_sql(*, security_invoker: bool) -> str:
-    """0001_initial's PostgreSQL view, as ``CREATE OR REPLACE`` with or without the option.
+    """0001_initial's view, as ``CREATE OR REPLACE`` with or without the option.
 
     Without it, ``CREATE OR REPLACE`` also clears the option (PostgreSQL replaces the options).
     """
-    execution_cols = ", ".join(f"e.{c}" for c in EXECUTION_COLUMNS)
-    metric_cols = ", ".join(f"a.{c}" for c in TYPED_METRICS)
-    duration = "EXTRACT(EPOCH FROM (e.completed_at - e.started_at))::double precision"
-    latest = (
-        "LEFT JOIN business_agent_analytics a ON a.execution_id = e.id AND NOT EXISTS ("
-        "SELECT 1 FROM business_agent_analytics b WHERE b.execution_id = a.execution_id "
-        "AND (b.created_at > a.created_at OR (b.created_at = a.created_at AND b.id > a.id)))"
-    )
-    options = " WITH (security_invoker = true)" if security_invoker else ""
-    # DDL from this file's constants only; no value from outside reaches it.
-    return (
-        f"CREATE OR REPLACE VIEW v_business_agent_summary{options} AS SELECT "  # noqa: S608
-        f"{execution_cols}, "
-        f"CASE WHEN e.started_at IS NULL OR e.completed_at IS NULL THEN NULL "
-        f"ELSE {duration} END AS duration_seconds, "
-        f"{_category_case()} AS agent_category, "
-        f"{metric_cols} "
-        f"FROM agent_executions e {latest}"
+    return view_ddl(
+        op.get_bind().dialect, tie=Tie.ID, replace=True, security_invoker=security_invoker
     )
 
 

@@ -31,8 +31,8 @@ alone); SQLite, which cannot rename a constraint, by alembic's batch mode, which
 into a new one. The view is dropped around the rebuilds: SQLite refuses to rename a table while
 a view names a table that does not exist.
 
-Frozen here on purpose: this file imports only alembic and sqlalchemy, and spells out the
-tables it rebuilds and the view it creates.
+Frozen here on purpose: this file spells out the tables it rebuilds. The view is the summary's
+one definition (:mod:`miyabi_analytics._db.summary`), with this revision's tie-break.
 
 Revision ID: 0007_write_order
 Revises: 0006_bucket_statistics
@@ -48,13 +48,13 @@ import sqlalchemy as sa
 from alembic import op
 
 from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.summary import Tie, drop_view_ddl, view_ddl
 
 revision: str = "0007_write_order"
 down_revision: str | None = "0006_bucket_statistics"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-VIEW = "v_business_agent_summary"
 ORDERED_TABLES = ("business_agent_analytics", "agent_execution_logs")
 SEQ = "seq"
 
@@ -220,81 +220,16 @@ def _pg_rename(old: str, new: str) -> None:
 
 # -- the summary view ------------------------------------------------------------------------
 
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "strategy": (
-        "AIEntrepreneurAgent", "SelfAnalysisAgent", "PersonaAgent",
-        "ProductConceptAgent", "ProductDesignAgent", "FunnelDesignAgent",
-    ),
-    "marketing": (
-        "MarketResearchAgent", "ContentCreationAgent", "SNSStrategyAgent",
-        "MarketingAgent", "YouTubeAgent",
-    ),
-    "operations": ("SalesAgent", "CRMAgent", "AnalyticsAgent"),
-    "design": ("JonathanIveDesignAgent",),
-}
+def _view_sql(dialect: str, tie: Tie) -> str:
+    """The summary view (0003's ``security_invoker`` on PostgreSQL), ``tie`` breaking ties.
 
-TYPED_METRICS = (
-    "competitors_analyzed", "market_size_usd", "growth_rate_percent", "conversion_rate",
-    "target_audience_size", "estimated_revenue_usd", "engagement_score", "reach_estimate",
-    "roi_percent",
-)
-
-EXECUTION_COLUMNS = (
-    "id", "repository_id", "user_id", "agent_type", "issue_number", "status", "started_at",
-    "completed_at", "error_message", "result", "quality_score", "pr_number", "created_at",
-    "updated_at",
-)
-
-
-def _write_order(dialect: str) -> str:
-    return SEQ if dialect == Dialect.POSTGRESQL else "rowid"
-
-
-def _view_sql(dialect: str, tie: str) -> str:
-    """The view as 0001 defines it (0003's options on PostgreSQL), ``tie`` breaking ties.
-
-    ``tie``: the column of ``business_agent_analytics`` that orders rows of one ``created_at``
-    (``id`` before this revision, the write order after it).
+    ``tie``: what orders analytics rows of one ``created_at`` (``id`` before this revision, the
+    write order after it).
     """
-    execution_cols = ", ".join(f"e.{c}" for c in EXECUTION_COLUMNS)
-    metric_cols = ", ".join(f"a.{c}" for c in TYPED_METRICS)
-    whens = " ".join(
-        f"WHEN '{agent}' THEN '{category}'"
-        for category, agents in CATEGORIES.items()
-        for agent in agents
-    )
+    bind = op.get_bind()
     if dialect == Dialect.POSTGRESQL:
-        duration = "EXTRACT(EPOCH FROM (e.completed_at - e.started_at))::double precision"
-        create = f"CREATE OR REPLACE VIEW {VIEW} WITH (security_invoker = true)"
-    else:
-        # Whole seconds from strftime('%s') on the first 19 characters plus the microsecond
-        # digits as integers: exact, where julianday() would round to milliseconds.
-        def micros(col: str) -> str:
-            return (
-                f"(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000000 "
-                f"+ CAST(substr({col}, 21, 6) AS INTEGER))"
-            )
-
-        duration = f"({micros('e.completed_at')} - {micros('e.started_at')}) / 1000000.0"
-        create = f"CREATE VIEW {VIEW}"
-    # The latest analytics row of each execution as an anti-join: no row of the same execution
-    # is later, or as late and written after it. DDL from this file's constants only.
-    latest = (
-        "LEFT JOIN business_agent_analytics a ON a.execution_id = e.id AND NOT EXISTS ("  # noqa: S608
-        "SELECT 1 FROM business_agent_analytics b WHERE b.execution_id = a.execution_id "
-        "AND (b.created_at > a.created_at "
-        f"OR (b.created_at = a.created_at AND b.{tie} > a.{tie})))"
-    )
-    # DDL from this file's constants only; no value from outside reaches it.
-    return (
-        f"{create} AS SELECT "  # noqa: S608
-        f"{execution_cols}, "
-        f"CASE WHEN e.started_at IS NULL OR e.completed_at IS NULL THEN NULL "
-        f"ELSE {duration} END AS duration_seconds, "
-        f"CASE e.agent_type {whens} END AS agent_category, "
-        f"{metric_cols} "
-        f"FROM agent_executions e {latest}"
-    )
+        return view_ddl(bind.dialect, tie=tie, replace=True, security_invoker=True)
+    return view_ddl(bind.dialect, tie=tie)
 
 
 # -- upgrade / downgrade -----------------------------------------------------------------------
@@ -308,22 +243,22 @@ def upgrade() -> None:
             op.execute(
                 f"ALTER TABLE {table} ADD COLUMN {SEQ} bigint GENERATED BY DEFAULT AS IDENTITY"
             )
-        op.execute(_view_sql(dialect, SEQ))
+        op.execute(_view_sql(dialect, Tie.WRITE_ORDER))
         _pg_rename("old_postgresql", "new")
         return
-    op.execute(f"DROP VIEW IF EXISTS {VIEW}")
+    op.execute(drop_view_ddl())
     _sqlite_rename("old_sqlite", "new")
-    op.execute(_view_sql(dialect, _write_order(dialect)))
+    op.execute(_view_sql(dialect, Tie.WRITE_ORDER))
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == Dialect.POSTGRESQL:
         _pg_rename("new", "old_postgresql")
-        op.execute(_view_sql(dialect, "id"))  # before the columns it would depend on go
+        op.execute(_view_sql(dialect, Tie.ID))  # before the columns it would depend on go
         for table in reversed(ORDERED_TABLES):
             op.execute(f"ALTER TABLE {table} DROP COLUMN {SEQ}")
         return
-    op.execute(f"DROP VIEW IF EXISTS {VIEW}")
+    op.execute(drop_view_ddl())
     _sqlite_rename("new", "old_sqlite")
-    op.execute(_view_sql(dialect, "id"))
+    op.execute(_view_sql(dialect, Tie.ID))

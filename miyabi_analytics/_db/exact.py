@@ -10,7 +10,8 @@ and divide once in Python (:mod:`miyabi_analytics.aggregates._exact`):
 - :func:`cents`: a ``numeric(p, 2)`` value as whole cents, ``CAST(round(x * 100) AS BIGINT)``.
   PostgreSQL's ``numeric`` is exact already; SQLite holds the column as a ``REAL`` (33.33 is
   33.3299999...), whose product with 100 rounds to the right integer.
-- :class:`DurationMicros`: ``completed - started`` in whole microseconds.
+- :class:`~miyabi_analytics._db.summary.DurationMicros` (defined with the summary's other
+  rules): ``completed - started`` in whole microseconds.
 - :class:`ExactSum`: ``SUM`` of an integer expression that never overflows. PostgreSQL's
   ``sum(bigint)`` is a ``numeric``; SQLite's ``sum()`` raises "integer overflow" past 64 bits,
   so there the sum is taken of the high and the low 32 bits of each value apart (each half sum
@@ -33,7 +34,7 @@ from sqlalchemy.types import String, TypeDecorator
 
 from miyabi_analytics._db.dialect import Dialect
 
-__all__ = ["DurationMicros", "ExactInteger", "ExactSum", "cents"]
+__all__ = ["ExactInteger", "ExactSum", "cents"]
 
 _HALF: Final = 32
 _LOW_MASK: Final = (1 << _HALF) - 1
@@ -90,51 +91,3 @@ def _sqlite_sum(element: ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
     v = compiler.process(value, **kw)
     # ">>" is an arithmetic shift in SQLite: high * 2**32 + low is the value, negatives too.
     return f"(sum(({v}) >> {_HALF}) || ' ' || sum(({v}) & {_LOW_MASK}))"
-
-
-class DurationMicros(FunctionElement[int]):
-    """``completed - started`` in whole microseconds (``NULL`` if either is), exactly."""
-
-    type = BigInteger()
-    name = "duration_micros"
-    inherit_cache = True
-
-    def __init__(self, started: ColumnElement[Any], completed: ColumnElement[Any]) -> None:
-        super().__init__(started, completed)
-
-
-@compiles(DurationMicros)
-def _unsupported_micros(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> str:
-    raise CompileError(f"DurationMicros is not implemented for {compiler.dialect.name}")
-
-
-def _operands(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> tuple[str, str]:
-    started, completed = element.clauses.clauses
-    return compiler.process(started, **kw), compiler.process(completed, **kw)
-
-
-@compiles(DurationMicros, Dialect.POSTGRESQL)
-def _pg_micros(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> str:
-    started, completed = _operands(element, compiler, **kw)
-    span = f"({completed} - {started})"
-    # Under a day the interval is all microseconds: date_part's double is within half an ulp
-    # of micros / 1e6 (< 2**37), so times 1e6 it is within 1e-5 of the integer, and the cast
-    # rounds to it; the numeric EXTRACT (exact at any length) costs about twice as much.
-    return (
-        f"CASE WHEN {span} >= INTERVAL '0' AND {span} < INTERVAL '1 day' "
-        f"THEN CAST(date_part('epoch', {span}) * 1000000 AS BIGINT) "
-        f"ELSE CAST(EXTRACT(EPOCH FROM {span}) * 1000000 AS BIGINT) END"
-    )
-
-
-@compiles(DurationMicros, Dialect.SQLITE)
-def _sqlite_micros(element: DurationMicros, compiler: SQLCompiler, **kw: Any) -> str:
-    started, completed = _operands(element, compiler, **kw)
-
-    def micros(column: str) -> str:  # whole seconds of the fixed-width text, then its µs digits
-        return (
-            f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000 "
-            f"+ CAST(substr({column}, 21, 6) AS INTEGER))"
-        )
-
-    return f"({micros(completed)} - {micros(started)})"

@@ -25,7 +25,7 @@ in SQL would not do: SQLite sums ``REAL`` values in double precision and Postgre
 
 The answers are those of ``v_business_agent_summary``, but the SQL reads ``agent_executions``
 (and, for :func:`business_metrics`, each execution's latest ``business_agent_analytics`` row)
-directly with the view's definitions (see :mod:`miyabi_analytics._db.expressions`): going through
+directly with the view's definitions (see :mod:`miyabi_analytics._db.summary`): going through
 the view costs a join to the analytics per execution, 3-10x the time on 1M executions.
 """
 

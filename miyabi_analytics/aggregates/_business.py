@@ -9,8 +9,8 @@ from sqlalchemy import ColumnElement, Connection, Engine, func
 
 from miyabi_analytics._db.buckets import Freq
 from miyabi_analytics._db.exact import ExactSum, cents
-from miyabi_analytics._db.expressions import is_latest_analytics
 from miyabi_analytics._db.schema import analytics, executions
+from miyabi_analytics._db.summary import is_latest_analytics
 from miyabi_analytics.aggregates._exact import checked_sum, ratio
 from miyabi_analytics.aggregates._shared import (
     AgentTypesArg,

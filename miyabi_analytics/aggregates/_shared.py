@@ -11,8 +11,8 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Engine, FromClause, Select, func, select
 
 from miyabi_analytics._db.buckets import Freq, UtcBucket, check_freq
-from miyabi_analytics._db.expressions import agent_category_of
 from miyabi_analytics._db.schema import executions
+from miyabi_analytics._db.summary import agent_category_of
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import SummaryFilters

@@ -20,8 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 
 from miyabi_analytics._db.dialect import Dialect
-from miyabi_analytics._db.exact import DurationMicros, ExactSum
+from miyabi_analytics._db.exact import ExactSum
 from miyabi_analytics._db.schema import executions
+from miyabi_analytics._db.summary import DurationMicros
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics.aggregates._exact import MICROS, interpolated, ratio
 from miyabi_analytics.aggregates._shared import (

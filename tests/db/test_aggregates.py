@@ -23,12 +23,12 @@ import pytest
 from sqlalchemy import Engine, select
 
 import miyabi_analytics as ma
-from miyabi_analytics._db.expressions import (
+from miyabi_analytics._db.schema import analytics, executions
+from miyabi_analytics._db.summary import (
     DurationSeconds,
     agent_category_of,
     is_latest_analytics,
 )
-from miyabi_analytics._db.schema import analytics, executions
 from miyabi_analytics._db.views import TYPED_METRICS, summary
 from miyabi_analytics.records import AgentExecutionResult
 

@@ -2,7 +2,7 @@
 
 Reads: ``read_summary`` (ADBC + Arrow on PostgreSQL, raw rows + Arrow on SQLite),
 ``read_summary_arrow``, ``iter_summary`` and ``export_summary`` against
-``read_summary_simple`` (plain SQLAlchemy, row by row). Writes: ``save_executions``,
+``_read_summary_simple`` (plain SQLAlchemy, row by row). Writes: ``save_executions``,
 ``save_analysis_metrics_many`` and ``log_many`` against one ``save_execution`` /
 ``save_analysis_metrics`` / ``log`` per item, and what a batch failing half-way leaves stored.
 """
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 import miyabi_analytics as ma
 from miyabi_analytics._db.schema import analytics, executions, logs
 from miyabi_analytics._db.types import json_loads
-from miyabi_analytics.reader import read_summary_simple
+from miyabi_analytics.reader import _read_summary_simple
 
 T0 = datetime(2026, 4, 1, 12, 0, 0, 250001, tzinfo=UTC)
 SUMMARY_COLUMNS = (
@@ -149,7 +149,7 @@ def check_all_paths(
     multiplied.)
     """
     label = f"filters={filters!r}"
-    simple = read_summary_simple(bind, **filters)
+    simple = _read_summary_simple(bind, **filters)
     fast = ma.read_summary(bind, **filters)
     assert_frame_equal(fast, simple, obj=f"read_summary({label})")
     assert isinstance(fast.index, pd.RangeIndex)
@@ -193,7 +193,7 @@ def stored_rows(engine: Engine, table: Any, drop: tuple[str, ...] = ()) -> list[
 
 def summary_by_id(engine: Engine) -> pd.DataFrame:
     """The simple summary without the clock columns, in id order (clock-independent)."""
-    frame = read_summary_simple(engine).drop(columns=CLOCK_COLUMNS)
+    frame = _read_summary_simple(engine).drop(columns=CLOCK_COLUMNS)
     return frame.sort_values("id", ignore_index=True)
 
 
@@ -294,7 +294,7 @@ def test_filters_matching_nothing(world, tmp_path):
     for n, filters in enumerate(nothing):
         simple = check_all_paths(engine, tmp_path if n == 5 else None, **filters)
         assert simple.empty, filters
-        full = read_summary_simple(engine, columns=filters.get("columns"))
+        full = _read_summary_simple(engine, columns=filters.get("columns"))
         assert len(full) == len(world["records"])
         assert simple.dtypes.equals(full.dtypes), filters
 
@@ -391,7 +391,7 @@ def test_filters_combined(world, tmp_path):
             **filters,
         )
         assert len(simple) > 0, filters
-    tie = read_summary_simple(engine, **cases[1])
+    tie = _read_summary_simple(engine, **cases[1])
     assert tie["started_at"].nunique() == 1
     assert tie["created_at"].duplicated().any()  # rows 1 and 73: same start, same bulk batch
     by_created_then_id = tie.sort_values(["created_at", "id"], ignore_index=True)
@@ -431,7 +431,7 @@ def test_column_subsets_filtered(world, tmp_path):
         )
         assert len(simple) > 0
     # the order of a subset is the full read's order, even without the sort keys
-    full = read_summary_simple(engine)
+    full = _read_summary_simple(engine)
     some = ma.read_summary(engine, columns=["quality_score", "error_message", "result"])
     assert_frame_equal(some, full[["quality_score", "error_message", "result"]])
 
@@ -492,7 +492,7 @@ def test_large_exponent_floats_in_result(engine):
     store_records(engine, [record])
     fast = ma.read_summary(engine)
     assert fast["result"].tolist() == [saved]
-    simple = read_summary_simple(engine)
+    simple = _read_summary_simple(engine)
     assert simple["result"].tolist() == [saved]  # reads back as saved (the contract)
     check_all_paths(engine)
 
@@ -555,7 +555,7 @@ def test_latest_analytics_ties_fall_to_the_last_written(engine, tmp_path, monkey
     for columns in (["reach_estimate"], ["id", "roi_percent", "status"]):
         assert_frame_equal(
             ma.read_summary(engine, columns=columns),
-            read_summary_simple(engine, columns=columns),
+            _read_summary_simple(engine, columns=columns),
         )
 
 
@@ -1017,5 +1017,5 @@ def test_durations_and_categories_made_client_side_match_the_view(engine, tmp_pa
     for columns in (["duration_seconds"], ["agent_category", "id"], ["agent_category"]):
         fast = ma.read_summary(engine, columns=columns)
         pd.testing.assert_frame_equal(
-            fast, read_summary_simple(engine, columns=columns), check_exact=True
+            fast, _read_summary_simple(engine, columns=columns), check_exact=True
         )

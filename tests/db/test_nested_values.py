@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 import miyabi_analytics as ma
 from miyabi_analytics._db.schema import analytics, executions, logs
-from miyabi_analytics.reader import read_summary_simple
+from miyabi_analytics.reader import _read_summary_simple
 
 T0 = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
 
@@ -176,7 +176,7 @@ def test_the_64_bit_bound_reads_back_exactly_everywhere(engine, tmp_path):
     expected = {"nested": {"x": [2**63 - 1, -(2**63), 2**53 + 1]}, "keep": [1, 2]}
     assert ma.ExecutionStore(engine).get_execution(record.id).result == expected
     assert ma.read_summary(engine)["result"].tolist() == [expected]
-    assert read_summary_simple(engine)["result"].tolist() == [expected]
+    assert _read_summary_simple(engine)["result"].tolist() == [expected]
     for chunk in ma.iter_summary(engine):
         assert chunk["result"].tolist() == [expected]
     values = ma.read_summary(engine)["result"].iloc[0]["nested"]["x"]

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import URL, Engine, event, text
 
 import miyabi_analytics as ma
-from miyabi_analytics.reader import read_summary_simple
+from miyabi_analytics.reader import _read_summary_simple
 from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 
 OTHER = "other"
@@ -76,7 +76,7 @@ def test_every_read_sees_the_engines_schema(two_schemas, make, tmp_path):
         assert len(fast) == 2
         assert fast["agent_type"].tolist() == ["CRMAgent", "CRMAgent"]
         pd_equal(fast, by_connection)
-        pd_equal(fast, read_summary_simple(engine))
+        pd_equal(fast, _read_summary_simple(engine))
         assert ma.read_summary_arrow(engine).num_rows == 2
         assert sum(len(chunk) for chunk in ma.iter_summary(engine, chunksize=1)) == 2
         assert ma.export_summary(engine, tmp_path / "x.parquet") == 2
@@ -196,7 +196,7 @@ def test_session_state_that_cannot_be_carried_falls_back_to_the_engine(two_schem
         dbapi_connection.commit()
 
     try:
-        expected = read_summary_simple(engine)
+        expected = _read_summary_simple(engine)
         assert len(expected) == 2
         pd_equal(ma.read_summary(engine), expected)
         pd_equal(

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, update
 
 import miyabi_analytics as ma
 from miyabi_analytics._db.schema import analytics
-from miyabi_analytics.reader import read_summary_simple
+from miyabi_analytics.reader import _read_summary_simple
 
 T0 = datetime(2026, 4, 1, 12, 0, 0, 250001, tzinfo=UTC)
 STRING_COLUMNS = ("id", "repository_id", "user_id", "error_message")
@@ -472,7 +472,7 @@ def test_a_database_without_the_schema_raises_sqlalchemys_error(empty_url):
 
     engine = ma.connect(empty_url)
     try:
-        for read in (ma.read_summary, ma.read_summary_arrow, read_summary_simple):
+        for read in (ma.read_summary, ma.read_summary_arrow, _read_summary_simple):
             with pytest.raises(DBAPIError) as info:
                 read(engine)
             # The view, or (whole reads on PostgreSQL read the view's tables) its first table.

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 # in the reading process itself: the case these tests were written against.)
 _THROUGH_CHILD = """
 try:
-    from miyabi_analytics._db import fastread_sqlite
+    from miyabi_analytics._db.fastread import sqlite as fastread_sqlite
     fastread_sqlite.PROCESS_ROWS = __ROWS__
 except ImportError:
     pass
@@ -44,7 +44,7 @@ except ImportError:
 
 def _through_child(monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
     try:
-        from miyabi_analytics._db import fastread_sqlite
+        from miyabi_analytics._db.fastread import sqlite as fastread_sqlite
     except ImportError:
         return
     monkeypatch.setattr(fastread_sqlite, "PROCESS_ROWS", rows)
@@ -211,7 +211,7 @@ def test_committed_rows_survive_a_process_that_dies_after_reading(rows, db_file)
 @pytest.fixture
 def children(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Every child process the SQLite fast read starts, each with a batch of one row."""
-    from miyabi_analytics._db import fastread_sqlite
+    from miyabi_analytics._db.fastread import sqlite as fastread_sqlite
 
     started: list[subprocess.Popen[bytes]] = []
     popen = subprocess.Popen
@@ -239,17 +239,18 @@ def _fill(engine: Engine, count: int) -> None:
 
 
 def test_a_reader_stopping_early_kills_the_child(children, db_file):
+    from miyabi_analytics._db.dialect import Dialect
     from miyabi_analytics._db.fastread import record_batches
+    from miyabi_analytics.filters import SummaryFilters
     from miyabi_analytics.frames import SUMMARY_DTYPES, arrow_schema
+    from miyabi_analytics.reader._select import filtered_select
 
     engine = ma.connect(f"sqlite:///{db_file}")
     try:
         _fill(engine, ROWS_BEYOND_THE_PIPE)
         spec = {"id": SUMMARY_DTYPES["id"], "result": SUMMARY_DTYPES["result"]}
         schema = arrow_schema(spec)
-        stmt = reader._summary_select(
-            "sqlite", spec, reader.SummaryFilters(), wire=schema, ordered=False
-        )
+        stmt = filtered_select(Dialect.SQLITE, spec, SummaryFilters(), wire=schema, ordered=False)
         batches = record_batches(engine, stmt, schema, None)
         assert next(batches).num_rows == 1
         (child,) = children
@@ -275,8 +276,10 @@ def test_a_failing_conversion_kills_the_child(children, db_file, monkeypatch):
                 raise RuntimeError("conversion failed")
             return real(*args)
 
-        real = reader._with_derived
-        monkeypatch.setattr(reader, "_with_derived", fail)
+        from miyabi_analytics.reader import _whole
+
+        real = _whole.with_derived
+        monkeypatch.setattr(_whole, "with_derived", fail)
         with pytest.raises(RuntimeError, match="conversion failed"):
             ma.read_summary(engine)
         (child,) = children
@@ -286,7 +289,7 @@ def test_a_failing_conversion_kills_the_child(children, db_file, monkeypatch):
 
 
 def test_an_error_in_the_child_is_a_dbapi_error(children, db_file):
-    from miyabi_analytics._db.fastread_sqlite import sqlite_batches
+    from miyabi_analytics._db.fastread.sqlite import sqlite_batches
 
     engine = ma.connect(f"sqlite:///{db_file}")
     try:
@@ -304,7 +307,7 @@ def test_an_error_in_the_child_is_a_dbapi_error(children, db_file):
 
 
 def test_a_child_that_cannot_start_is_a_dbapi_error(children, db_file, monkeypatch):
-    from miyabi_analytics._db import fastread_sqlite
+    from miyabi_analytics._db.fastread import sqlite as fastread_sqlite
 
     broken = db_file.with_name("broken_child.py")
     broken.write_text("import sys\nsys.exit(3)\n")
@@ -320,7 +323,7 @@ def test_a_child_that_cannot_start_is_a_dbapi_error(children, db_file, monkeypat
 
 
 def test_the_child_process_reads_what_the_simple_path_reads(children, db_file, tmp_path):
-    """Whole reads through the child process against read_summary_simple, value for value.
+    """Whole reads through the child process against _read_summary_simple, value for value.
 
     One row per batch, so the placeholder row leads a batch of its own.
     """
@@ -353,7 +356,7 @@ def test_the_child_process_reads_what_the_simple_path_reads(children, db_file, t
         for columns in SUBSETS:
             assert_frame_equal(
                 ma.read_summary(engine, columns=columns),
-                reader.read_summary_simple(engine, columns=columns),
+                reader._read_summary_simple(engine, columns=columns),
             )
         assert len(children) == 4 + len(SUBSETS)  # read_summary and _arrow, twice each
     finally:

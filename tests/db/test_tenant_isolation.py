@@ -177,9 +177,9 @@ def test_scoped_reader_sees_no_foreign_rows(tenancy: Tenancy, tmp_path: Path) ->
     assert ma.read_summary(reader, columns=["id", "market_size_usd"])["id"].isin(
         [str(i) for i in a_ids]
     ).all()
-    from miyabi_analytics.reader import read_summary_simple
+    from miyabi_analytics.reader import _read_summary_simple
 
-    assert set(read_summary_simple(reader)["repository_id"]) == {a}
+    assert set(_read_summary_simple(reader)["repository_id"]) == {a}
     assert set(ma.read_summary_arrow(reader).column("repository_id").to_pylist()) == {a}
     chunks = list(ma.iter_summary(reader, chunksize=2))
     assert sum(len(c) for c in chunks) == len(a_ids)

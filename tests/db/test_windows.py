@@ -19,7 +19,7 @@ from sqlalchemy import URL, Engine, func, inspect, select
 import miyabi_analytics as ma
 from miyabi_analytics._db.schema import executions, logs
 from miyabi_analytics.cli import main
-from miyabi_analytics.reader import read_summary_simple
+from miyabi_analytics.reader import _read_summary_simple
 
 T0 = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
 FIRST = datetime(1, 1, 1, tzinfo=UTC)
@@ -38,7 +38,7 @@ def readers(tmp: Path) -> dict[str, Callable[..., Any]]:
     return {
         "read_summary": ma.read_summary,
         "read_summary_arrow": ma.read_summary_arrow,
-        "read_summary_simple": read_summary_simple,
+        "_read_summary_simple": _read_summary_simple,
         "iter_summary": ma.iter_summary,  # refused by the call, before the first chunk
         "export_summary": _export(tmp),
         "read_logs": ma.read_logs,

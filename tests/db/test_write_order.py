@@ -29,7 +29,7 @@ from miyabi_analytics import aggregates
 from miyabi_analytics._db.schema import analytics, logs
 from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
 from miyabi_analytics._db.views import summary
-from miyabi_analytics.reader import read_summary_simple
+from miyabi_analytics.reader import _read_summary_simple
 from miyabi_analytics.store import _shared as store_shared
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -157,7 +157,8 @@ def test_plain_sql_writers_get_the_write_order(engine):
         *(f"plain {n}" for n in range(10)), *(f"many {n}" for n in range(5))
     ]
     assert ma.read_summary(engine, columns=["reach_estimate"])["reach_estimate"].tolist() == [3]
-    assert read_summary_simple(engine, columns=["reach_estimate"])["reach_estimate"].tolist() == [3]
+    simple = _read_summary_simple(engine, columns=["reach_estimate"])
+    assert simple["reach_estimate"].tolist() == [3]
 
 
 def test_the_order_column_is_the_databases(engine, dialect):
@@ -241,7 +242,7 @@ def test_latest_analytics_is_the_last_written(engine, monkeypatch, tmp_path: Pat
 
     whole = ma.read_summary(engine)
     assert reach(whole) == expected
-    assert_frame_equal(whole, read_summary_simple(engine))
+    assert_frame_equal(whole, _read_summary_simple(engine))
     assert reach(ma.read_summary_arrow(engine).to_pandas()) == expected
     chunks = pd.concat(list(ma.iter_summary(engine, chunksize=4)), ignore_index=True)
     assert_frame_equal(chunks, whole)
@@ -252,10 +253,10 @@ def test_latest_analytics_is_the_last_written(engine, monkeypatch, tmp_path: Pat
     repo = records[3].repository_id
     filtered = ma.read_summary(engine, repository_id=repo)
     assert reach(filtered) == {str(records[3].id): expected[str(records[3].id)]}
-    assert_frame_equal(filtered, read_summary_simple(engine, repository_id=repo))
+    assert_frame_equal(filtered, _read_summary_simple(engine, repository_id=repo))
     for columns in (["reach_estimate", "id"], ["id", "estimated_revenue_usd", "status"]):
         subset = ma.read_summary(engine, columns=columns)
-        assert_frame_equal(subset, read_summary_simple(engine, columns=columns))
+        assert_frame_equal(subset, _read_summary_simple(engine, columns=columns))
     assert ma.read_summary(engine, columns=["estimated_revenue_usd"])[
         "estimated_revenue_usd"
     ].tolist() == [5] * len(records)
@@ -299,7 +300,7 @@ def test_rows_stored_before_the_revision_keep_their_insertion_order(migrated_to_
         # The plain reader: what is tested here is the rows. (The Arrow reader of an SQLite file
         # links a second SQLite library into the process; after its first read it misses later
         # writes of this engine's open connections: a defect of its own, reported separately.)
-        return read_summary_simple(engine, columns=["reach_estimate"])["reach_estimate"].tolist()
+        return _read_summary_simple(engine, columns=["reach_estimate"])["reach_estimate"].tolist()
 
     agent = ma.PersonaAgent()
     [record] = started(engine, agent)
@@ -374,7 +375,7 @@ def test_a_scoped_writer_keeps_the_order(empty_url: URL, monkeypatch) -> None:
             )
         assert ma.read_logs(scoped)["message"].tolist() == messages
         assert ma.read_summary(scoped)["reach_estimate"].tolist() == [7]
-        assert read_summary_simple(scoped)["reach_estimate"].tolist() == [7]
+        assert _read_summary_simple(scoped)["reach_estimate"].tolist() == [7]
     finally:
         scoped.dispose()
         with owner.begin() as conn:

@@ -37,10 +37,10 @@ def test_uuid_text_across_blocks():
     """More rows than one scratch block, with nulls on both sides of each boundary."""
     import random
 
-    from miyabi_analytics._db import fastread
+    from miyabi_analytics._db.fastread import wire
 
     rng = random.Random(7)
-    count = 2 * fastread._UUID_BLOCK + 3
+    count = 2 * wire._UUID_BLOCK + 3
     values = [None if i % 5 == 0 else uuid.UUID(int=rng.getrandbits(128)) for i in range(count)]
     array = pa.array([None if v is None else v.bytes for v in values], UUID_BYTES)
     assert uuid_text(array).to_pylist() == [None if v is None else str(v) for v in values]

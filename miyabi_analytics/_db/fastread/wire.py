@@ -1,38 +1,31 @@
-"""Stream query results as Arrow record batches, by the fastest safe way each database offers.
+"""How values travel from a driver: SELECT columns shaped for Arrow, uuids from bytes to text.
 
-The interface the readers use; one module per database does the work. PostgreSQL
-(:mod:`~miyabi_analytics._db.fastread_pg`): ADBC (the libpq-based Arrow driver) on a session
-like the engine's own, with numerics cast to double in SQL and uuids either cast to text or
-(for a caller that formats them itself, :data:`UUID_BYTES`) sent as their 16 bytes: measured
-the fastest way from the server into pandas (BASELINES.md). SQLite
-(:mod:`~miyabi_analytics._db.fastread_sqlite`): a large whole read of a file through ADBC's
-SQLite driver in a child process (never beside Python's ``sqlite3`` in this one); smaller,
-streamed and in-transaction reads take the raw sqlite3 rows, with no per-value SQLAlchemy
-processing, turned into Arrow arrays column by column. Either way the batches have exactly the
-schema asked for.
+On PostgreSQL numerics are cast to double in SQL, and uuids either cast to text or (for a
+caller that formats them itself, :data:`~miyabi_analytics._db.fastread.rows.UUID_BYTES`) sent as
+their 16 bytes, which :func:`uuid_text` formats: measured the fastest way from the server into
+pandas (BASELINES.md). On SQLite the raw stored values come through without SQLAlchemy's
+per-value processing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, Float, Select, String, Text, cast, type_coerce
+from sqlalchemy import Float, String, Text, cast, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
-from miyabi_analytics._db.batches import DEFAULT_CHUNK, UUID_BYTES, row_batches
 from miyabi_analytics._db.dialect import Dialect
-from miyabi_analytics._db.fastread_pg import pg_batches
-from miyabi_analytics._db.fastread_sqlite import sqlite_batches, sqlite_file
+from miyabi_analytics._db.fastread.rows import UUID_BYTES
 from miyabi_analytics._db.types import UtcDateTime, UuidText
 
-__all__ = ["DEFAULT_CHUNK", "UUID_BYTES", "record_batches", "select_for_arrow", "uuid_text"]
+__all__ = ["select_for_arrow", "uuid_text"]
 
 
 def select_for_arrow(
-    dialect_name: str, columns: Mapping[str, ColumnElement[Any]], arrow_types: Mapping[str, Any]
+    dialect: Dialect, columns: Mapping[str, ColumnElement[Any]], arrow_types: Mapping[str, Any]
 ) -> list[ColumnElement[Any]]:
     """Output columns shaped so the driver hands back Arrow-friendly values cheaply.
 
@@ -43,7 +36,7 @@ def select_for_arrow(
     out: list[ColumnElement[Any]] = []
     for name, column in columns.items():
         kind = arrow_types[name]
-        if dialect_name == Dialect.POSTGRESQL:
+        if dialect.is_postgresql:
             if kind == UUID_BYTES:
                 expr: ColumnElement[Any] = column
             elif isinstance(column.type, UuidText) or (
@@ -61,31 +54,6 @@ def select_for_arrow(
         out.append(expr.label(name))
     return out
 
-
-def record_batches(
-    bind: Engine | Connection,
-    stmt: Select[Any],
-    schema: pa.Schema,
-    chunksize: int | None = DEFAULT_CHUNK,
-    *,
-    rows: Select[Any] | None = None,
-) -> Generator[pa.RecordBatch, None, None]:
-    """Run ``stmt`` and yield its rows as record batches of ``schema`` (at most ``chunksize``).
-
-    ``chunksize=None`` yields the batches as the driver delivers them (no re-chunking copy),
-    for a caller that gathers them all anyway (and sorts them itself: a large one on an SQLite
-    file goes through ADBC, which keeps no order of a compound query). ``rows``, for such a
-    read, selects one row per row of ``stmt`` more cheaply: SQLite counts them to choose its way.
-    """
-    if isinstance(bind, Engine):
-        if Dialect.of(bind).is_postgresql:
-            yield from pg_batches(bind, stmt, schema, chunksize)
-            return
-        path = sqlite_file(bind) if chunksize is None else None
-        if path is not None:
-            yield from sqlite_batches(bind, stmt, schema, path, rows)
-            return
-    yield from row_batches(bind, stmt, schema, chunksize)
 
 
 # Each byte's two hex digits as one uint16 (in memory order), so a lookup writes both at once.

@@ -1,8 +1,8 @@
-"""Arrow record batches from any driver: the pieces every fast read path shares.
+"""The plain way that works on every connection, and the pieces every fast read shares.
 
-A background fetch (:func:`prefetched`), the driver's batches given the exact schema asked for
-(:func:`cast_batch`, :func:`rechunk`), and the plain way that works on every connection: the
-DB-API rows turned into Arrow column by column (:func:`row_batches`).
+:class:`RowBatches`: the DB-API rows turned into Arrow column by column (:func:`row_batches`).
+Shared: a background fetch (:func:`prefetched`), and the driver's batches given the exact
+schema asked for (:func:`cast_batch`, :func:`rechunk`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from miyabi_analytics._db.tx import begin
 __all__ = [
     "DEFAULT_CHUNK",
     "UUID_BYTES",
+    "RowBatches",
     "cast_batch",
     "prefetched",
     "rechunk",
@@ -31,7 +32,7 @@ __all__ = [
 DEFAULT_CHUNK: Final = 100_000
 
 UUID_BYTES: Final = pa.binary(16)
-"""The wire type of a uuid read as its 16 bytes (PostgreSQL): ``fastread.uuid_text`` makes text."""
+"""The wire type of a uuid read as its 16 bytes (PostgreSQL): ``wire.uuid_text`` makes text."""
 
 _DONE: Final = object()
 
@@ -130,6 +131,23 @@ def rechunk(
         yield _conform(pa.Table.from_batches(pending), schema)
 
 
+class RowBatches:
+    """Reads through ``bind`` itself: an engine's pooled connection, or the caller's."""
+
+    def __init__(self, bind: Engine | Connection) -> None:
+        self._bind = bind
+
+    def batches(
+        self,
+        stmt: Select[Any],
+        schema: pa.Schema,
+        chunksize: int | None,
+        rows: Select[Any] | None,
+    ) -> Iterator[pa.RecordBatch]:
+        """``stmt``'s rows, in ``chunksize`` batches (``rows`` is not needed here)."""
+        return row_batches(self._bind, stmt, schema, chunksize)
+
+
 def row_batches(
     bind: Engine | Connection,
     stmt: Select[Any],
@@ -140,7 +158,7 @@ def row_batches(
 ) -> Iterator[pa.RecordBatch]:
     """``stmt`` run on ``bind`` itself, its DB-API rows as batches of ``schema``.
 
-    The output columns carry no result processing (``fastread.select_for_arrow``), so the
+    The output columns carry no result processing (``wire.select_for_arrow``), so the
     driver's own tuples are the values: no Row object is built per row. ``stream=True`` reads
     through a server-side cursor (PostgreSQL), so memory stays flat on a large result; its
     rows go through SQLAlchemy's Result, which holds the first ones in a buffer of its own.

@@ -8,7 +8,7 @@ checkpointed and deleted the WAL that ``sqlite3`` still wrote to, so later commi
 unlinked file and reads were stale. In a process of its own it is one more SQLite client among
 others, which SQLite's locking supports.
 
-The parent (:mod:`miyabi_analytics._db.fastread_sqlite`) runs this file as ``__main__``
+The parent (:mod:`miyabi_analytics._db.fastread.sqlite`) runs this file as ``__main__``
 without importing the package (which would cost a second of imports): it imports nothing of
 the package, only the standard library, pyarrow and the ADBC driver (not its DB-API module,
 which imports pandas). The request comes as JSON on stdin, the rows go out as an Arrow IPC

@@ -24,11 +24,11 @@ from sqlalchemy import Engine, Select, String, column, exists, func, select, tab
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import DBAPIError
 
-from miyabi_analytics._db.batches import prefetched, rechunk, row_batches
+from miyabi_analytics._db.fastread.rows import prefetched, rechunk, row_batches
 from miyabi_analytics._db.scope import SCOPE_SETTING
 from miyabi_analytics._db.tx import begin
 
-__all__ = ["pg_batches"]
+__all__ = ["PostgresBatches", "pg_batches"]
 
 _PG_NUMERIC_DOLLAR: Final = PGDialect_psycopg(  # type: ignore[no-untyped-call]
     paramstyle="numeric_dollar"
@@ -77,6 +77,23 @@ class _Session:
 
     conninfo: str = field(repr=False)  # carries the password
     settings: tuple[tuple[str, str], ...]
+
+
+class PostgresBatches:
+    """Reads through ADBC on a session like ``engine``'s (see the module's docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def batches(
+        self,
+        stmt: Select[Any],
+        schema: pa.Schema,
+        chunksize: int | None,
+        rows: Select[Any] | None,
+    ) -> Iterator[pa.RecordBatch]:
+        """``stmt``'s rows in ``chunksize`` batches (``rows`` is not needed here)."""
+        return pg_batches(self._engine, stmt, schema, chunksize)
 
 
 def pg_batches(

@@ -5,8 +5,8 @@ never open one file in one process: POSIX locks belong to the process, so each c
 other's locks for its own. A driver connection closing beside Python's ``sqlite3`` thought
 itself the last one, checkpointed and deleted the WAL that ``sqlite3`` still wrote to: later
 commits went to an unlinked file, unseen by every other connection and lost if the process
-died (see :mod:`miyabi_analytics._db.sqlite_child`). In a process of its own the driver is one
-more SQLite client, which SQLite's locking serves as designed.
+died (see :mod:`miyabi_analytics._db.fastread.sqlite_child`). In a process of its own the
+driver is one more SQLite client, which SQLite's locking serves as designed.
 
 The child costs a process start and its imports (0.1-0.3 s), so it serves only reads of at
 least :data:`PROCESS_ROWS` rows, counted first (the matching executions, the count capped
@@ -40,13 +40,13 @@ from sqlalchemy import Engine, Float, Integer, Select, Text, cast, func, literal
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
-from miyabi_analytics._db import sqlite_child
-from miyabi_analytics._db.batches import cast_batch, prefetched, row_batches
 from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.fastread import sqlite_child
+from miyabi_analytics._db.fastread.rows import cast_batch, prefetched, row_batches
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._db.types import UtcDateTime
 
-__all__ = ["PROCESS_ROWS", "sqlite_batches", "sqlite_file"]
+__all__ = ["PROCESS_ROWS", "SqliteFileBatches", "sqlite_batches", "sqlite_file"]
 
 PROCESS_ROWS: Final = 25_000
 """Reads of fewer rows than this stay in this process (see the module's docstring)."""
@@ -74,6 +74,23 @@ def sqlite_file(engine: Engine) -> str | None:
     if not database or database == ":memory:" or not _CHILD.is_file():
         return None
     return database
+
+
+class SqliteFileBatches:
+    """Whole reads of the SQLite file ``path``: the child process for large ones."""
+
+    def __init__(self, engine: Engine, path: str) -> None:
+        self._engine, self._path = engine, path
+
+    def batches(
+        self,
+        stmt: Select[Any],
+        schema: pa.Schema,
+        chunksize: int | None,
+        rows: Select[Any] | None,
+    ) -> Iterator[pa.RecordBatch]:
+        """All of ``stmt``'s rows, unordered, as the driver delivers them (no ``chunksize``)."""
+        return sqlite_batches(self._engine, stmt, schema, self._path, rows)
 
 
 def sqlite_batches(
