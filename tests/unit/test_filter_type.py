@@ -288,5 +288,5 @@ def test_the_report_notebook_gives_every_aggregate_a_validated_filters_object() 
             assert len(spread) + ("filters" in named) == 1, (cell_id, ast.unparse(node))
     assert seen >= 10
     setup = dict(_report_cells())["setup"]
-    assert 'window = {"filters": scope.window}' in setup
-    assert 'before = {"filters": scope.before}' in setup
+    assert 'window = {"filters": covers.window}' in setup
+    assert 'before = {"filters": covers.before}' in setup
