@@ -65,11 +65,7 @@ STATUSES: Final = tuple(s.value for s in ExecutionStatus)
 
 
 def _selected(values: object) -> list[object] | None:
-    """The values of a selection (one value, or an iterable of them); ``None``: all.
-
-    Nothing selected (``None``, an empty iterable) is all; :meth:`SummaryFilters.build`
-    would refuse an empty one, as a reader's argument.
-    """
+    """A selection's values (one, or an iterable); nothing selected (None, empty) is all."""
     if values is None:
         return None
     if isinstance(values, str) or not isinstance(values, Iterable):
@@ -170,11 +166,7 @@ class DashboardFilters:
         return tuple(a for a in chosen if agent_category(a) in self.categories)
 
     def summary_filters(self) -> SummaryFilters:
-        """The filters of :func:`read_summary` and the aggregates for this state.
-
-        Made from the fields :meth:`build` validated, so nothing is checked again: every query
-        of a refresh is given this one object (``filters=``).
-        """
+        """The filters of every query for this state (``filters=``), from validated fields."""
         return SummaryFilters(
             repository_ids=(
                 None if self.repository_ids is None else tuple(map(uuid.UUID, self.repository_ids))
