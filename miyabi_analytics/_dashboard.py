@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
@@ -24,14 +25,13 @@ from miyabi_analytics import aggregates
 from miyabi_analytics._db.buckets import Freq
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.engine import mask_url
-from miyabi_analytics._validate import as_time_bound, as_uuid
 from miyabi_analytics.errors import ValidationError
+from miyabi_analytics.filters import SummaryFilters
 from miyabi_analytics.vocabulary import (
     AGENT_CATEGORIES,
     AGENT_TYPES,
     ExecutionStatus,
     agent_category,
-    check_agent_type,
 )
 
 if TYPE_CHECKING:
@@ -64,18 +64,18 @@ TABS: Final[Mapping[str, tuple[str, ...]]] = {
 STATUSES: Final = tuple(s.value for s in ExecutionStatus)
 
 
-def _selection(
-    field: str, values: Iterable[object] | None, check: Callable[[object], str], order: Any
-) -> tuple[str, ...] | None:
-    """Checked values, deduplicated, in a canonical order; ``None`` or nothing selected: all."""
+def _selected(values: object) -> list[object] | None:
+    """A selection's values (one, or an iterable); nothing selected (None, empty) is all."""
     if values is None:
         return None
-    if isinstance(values, str):
-        values = [values]
-    checked = {check(v) for v in values}
-    if not checked:
-        return None
-    return tuple(sorted(checked, key=order))
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        return [values]
+    return list(values) or None
+
+
+def _canonical(values: Iterable[str] | None, order: Callable[[str], Any]) -> tuple[str, ...] | None:
+    """Validated values deduplicated in a canonical order, so equal selections hash equal."""
+    return None if values is None else tuple(sorted(set(values), key=order))
 
 
 def _check_category(value: object) -> str:
@@ -90,7 +90,8 @@ class DashboardFilters:
 
     ``since`` (inclusive) and ``until`` (exclusive) bound ``started_at``, ``None`` leaves that side
     open. The selections are tuples in a canonical order; ``None`` means all. Agents shown are
-    those in ``agent_types`` that belong to one of ``categories``. Build with :meth:`build`.
+    those in ``agent_types`` that belong to one of ``categories``. Build with :meth:`build`;
+    :meth:`summary_filters` is what every query of the dashboard is given.
     """
 
     since: datetime | None = None
@@ -111,33 +112,38 @@ class DashboardFilters:
         agent_types: Iterable[object] | None = None,
         statuses: Iterable[object] | None = None,
     ) -> DashboardFilters:
-        """Validated filters; dates mean UTC midnight, an empty selection means all."""
-        start = None if since is None else as_time_bound("since", since)
-        end = None if until is None else as_time_bound("until", until)
-        if start is not None and end is not None and end <= start:
-            raise ValidationError("until", until, f"must be after since ({start.isoformat()})")
+        """Validated filters; dates mean UTC midnight, an empty selection means all.
+
+        The query filters are checked by :meth:`SummaryFilters.build`, as every reader's and
+        aggregate's are; only ``categories`` (the dashboard's own) is checked here.
+        """
+        try:
+            checked = SummaryFilters.build(
+                repository_id=_selected(repository_ids),
+                agent_types=_selected(agent_types),
+                statuses=_selected(statuses),
+                since=since,
+                until=until,
+            )
+        except ValidationError as exc:  # named as the dashboard's argument
+            if exc.field != "repository_id":
+                raise
+            raise ValidationError("repository_ids", exc.value, exc.reason) from None
+        chosen = _selected(categories)
         filters = cls(
-            since=start,
-            until=end,
-            repository_ids=_selection(
-                "repository_ids",
-                repository_ids,
-                lambda v: str(as_uuid("repository_ids", v)),
+            since=checked.since,
+            until=checked.until,
+            repository_ids=_canonical(
+                None if checked.repository_ids is None else map(str, checked.repository_ids),
                 str,
             ),
-            categories=_selection(
-                "categories", categories, _check_category, AGENT_CATEGORIES.index
+            categories=_canonical(
+                None if chosen is None else map(_check_category, chosen),
+                AGENT_CATEGORIES.index,
             ),
-            agent_types=_selection(
-                "agent_types",
-                agent_types,
-                lambda v: check_agent_type(v, "agent_types"),
-                AGENT_TYPES.index,
-            ),
-            statuses=_selection(
-                "statuses",
-                statuses,
-                lambda v: ExecutionStatus.parse(v, "statuses").value,
+            agent_types=_canonical(checked.agent_types, AGENT_TYPES.index),
+            statuses=_canonical(
+                None if checked.statuses is None else (s.value for s in checked.statuses),
                 STATUSES.index,
             ),
         )
@@ -159,15 +165,17 @@ class DashboardFilters:
         chosen = self.agent_types or AGENT_TYPES
         return tuple(a for a in chosen if agent_category(a) in self.categories)
 
-    def query_arguments(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`read_summary` and the aggregates for this state."""
-        return {
-            "repository_id": self.repository_ids,
-            "agent_types": self.agent_selection(),
-            "statuses": self.statuses,
-            "since": self.since,
-            "until": self.until,
-        }
+    def summary_filters(self) -> SummaryFilters:
+        """The filters of every query for this state (``filters=``), from validated fields."""
+        return SummaryFilters(
+            repository_ids=(
+                None if self.repository_ids is None else tuple(map(uuid.UUID, self.repository_ids))
+            ),
+            agent_types=self.agent_selection(),
+            statuses=None if self.statuses is None else tuple(map(ExecutionStatus, self.statuses)),
+            since=self.since,
+            until=self.until,
+        )
 
     def previous_period(self) -> DashboardFilters | None:
         """The same filters over the period of equal length just before; ``None`` if open."""
@@ -326,7 +334,7 @@ class DashboardModel:
             return cached
         began = time.perf_counter()
         filters = self.filters
-        where = filters.query_arguments()
+        where = {"filters": filters.summary_filters()}  # validated once, by DashboardFilters
         fine: Freq = "D" if filters.is_short() else "W"
         coarse: Freq = "W" if filters.is_short() else "M"
         before = filters.previous_period()
@@ -346,7 +354,7 @@ class DashboardModel:
             "stuck": (_stuck_count, {}),
         }
         if before is not None:
-            jobs.update(_totals_jobs("before", before.query_arguments()))
+            jobs.update(_totals_jobs("before", {"filters": before.summary_filters()}))
         results = self._query_all(jobs)
         business = results["business"]
         results["business"] = business[business["period"].notna()].reset_index(drop=True)

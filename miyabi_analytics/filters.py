@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, Final, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import ColumnElement, Select
 
@@ -14,7 +14,15 @@ from miyabi_analytics._validate import as_uuid, as_window
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.vocabulary import ExecutionStatus, check_agent_type
 
-__all__ = ["FilterArgs", "IdArg", "StatusesArg", "SummaryFilters", "TimeArg", "TypesArg"]
+__all__ = [
+    "FILTER_KEYWORDS",
+    "FilterArgs",
+    "IdArg",
+    "StatusesArg",
+    "SummaryFilters",
+    "TimeArg",
+    "TypesArg",
+]
 
 S = TypeVar("S", bound=Select[Any])
 
@@ -27,8 +35,10 @@ TimeArg = datetime | str | None
 class FilterArgs(TypedDict, total=False):
     """The filter keywords of ``read_summary`` and every aggregate, spelled once.
 
-    Public functions take them as ``**filters: Unpack[FilterArgs]`` and turn them into a
-    :class:`SummaryFilters` once (:meth:`SummaryFilters.of`); everything below passes that.
+    Public functions take them as ``**filter_args: Unpack[FilterArgs]``, next to a keyword
+    ``filters: SummaryFilters | None = None`` for callers holding validated filters, and turn
+    either into one :class:`SummaryFilters` (:meth:`SummaryFilters.of`); everything below
+    passes that object.
     """
 
     repository_id: IdArg
@@ -37,6 +47,10 @@ class FilterArgs(TypedDict, total=False):
     statuses: StatusesArg
     since: TimeArg
     until: TimeArg
+
+
+FILTER_KEYWORDS: Final = frozenset(FilterArgs.__optional_keys__)
+"""The names of the filter keywords (those of :class:`FilterArgs`)."""
 
 
 def _many(field: str, value: object) -> list[object]:
@@ -100,8 +114,26 @@ class SummaryFilters:
     def of(
         cls, filters: SummaryFilters | None = None, **args: Unpack[FilterArgs]
     ) -> SummaryFilters:
-        """``filters`` as given (already validated), else the keyword filters validated."""
+        """``filters`` as given (already validated), else the keyword filters validated.
+
+        The one entry of every public reader and aggregate: ``fn(bind, filters=f)`` passes a
+        :class:`SummaryFilters` built once (by :meth:`build`, a dashboard, a report) to any
+        number of calls, which then validate nothing again; ``fn(bind, since=..., ...)``
+        validates the keywords here. Both at once is refused (:class:`ValidationError` on
+        ``filters``, even for keywords given as ``None``: which would win is not obvious), and
+        a keyword that is not a filter is a :class:`TypeError`, as for any unknown keyword.
+        """
+        unknown = set(args) - FILTER_KEYWORDS
+        if unknown:
+            raise TypeError(
+                f"unexpected filter keyword(s) {', '.join(sorted(unknown))}; "
+                f"expected {', '.join(sorted(FILTER_KEYWORDS))} or filters=SummaryFilters(...)"
+            )
         if filters is not None:
+            if not isinstance(filters, SummaryFilters):
+                raise ValidationError(
+                    "filters", filters, "expected a SummaryFilters (see SummaryFilters.build)"
+                )
             if args:
                 raise ValidationError("filters", sorted(args), "pass filters or keywords, not both")
             return filters

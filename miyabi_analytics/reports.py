@@ -19,7 +19,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
@@ -30,14 +30,12 @@ from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics._db.migrate import migrate
 from miyabi_analytics._notebook_files import kernel_url, notebook_path
 from miyabi_analytics._outputs import check_output_file
-from miyabi_analytics._validate import (
-    PREVIOUS_PERIOD_EARLIEST,
-    as_time_bound,
-    as_uuid,
-    as_window,
-)
 from miyabi_analytics.errors import MiyabiError, ValidationError
 from miyabi_analytics.report_runs import ReportRunStatus, finish_run, start_run
+from miyabi_analytics.report_scope import DEFAULT_DAYS as DEFAULT_DAYS
+from miyabi_analytics.report_scope import ReportScope as ReportScope
+from miyabi_analytics.report_scope import report_scope
+from miyabi_analytics.report_scope import report_window as report_window
 
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
@@ -47,14 +45,14 @@ __all__ = [
     "DEFAULT_TITLE",
     "FORMATS",
     "ReportError",
+    "ReportScope",
     "generate_report",
     "notebook_path",
+    "report_scope",
     "report_window",
     "serve_dashboard",
 ]
 
-DEFAULT_DAYS: Final = 28
-"""Days a report covers when not told otherwise: the last 28, today (UTC) included."""
 DEFAULT_TITLE: Final = "Miyabi agents report"
 FORMATS: Final = ("html", "ipynb")
 CELL_TIMEOUT_SECONDS: Final = 600
@@ -81,34 +79,6 @@ class ReportError(MiyabiError):
 
     def __str__(self) -> str:
         return f"{self.cell}: {self.reason}" if self.cell else self.reason
-
-
-def report_window(
-    since: object = None, until: object = None, *, now: datetime | None = None
-) -> tuple[datetime, datetime]:
-    """The data window ``[since, until)`` of a report, in UTC.
-
-    ``until`` defaults to the start of tomorrow (UTC), so today is included; ``since`` to
-    :data:`DEFAULT_DAYS` days before ``until``. Bounds are aware datetimes, dates or ISO
-    strings (a date means UTC midnight). The window is checked as every reader's, and the
-    previous period of equal length, which the report compares with, must start on or after
-    1970-01-01 (see :func:`~miyabi_analytics._validate.as_window`).
-    """
-    if until is None:
-        today = (now or datetime.now(UTC)).astimezone(UTC).date()
-        until = datetime.combine(today + timedelta(days=1), time(0), tzinfo=UTC)
-    if since is None:
-        last = as_time_bound("until", until)
-        if last - PREVIOUS_PERIOD_EARLIEST < 2 * timedelta(days=DEFAULT_DAYS):
-            raise ValidationError(
-                "until", until, f"too early for a {DEFAULT_DAYS}-day report and its previous "
-                f"period (they would start before {PREVIOUS_PERIOD_EARLIEST:%Y-%m-%d})"
-            )
-        since = last - timedelta(days=DEFAULT_DAYS)
-    start, end = as_window(since, until, previous_period=True)
-    assert start is not None  # both were given
-    assert end is not None
-    return start, end
 
 
 def _output_path(output: str | os.PathLike[str] | None, fmt: str) -> Path:
@@ -148,8 +118,7 @@ def generate_report(
     if format not in FORMATS:
         raise ValidationError("format", format, f"expected one of {', '.join(FORMATS)}")
     heading = _check_title(title)
-    repo = None if repository_id is None else as_uuid("repository_id", repository_id)
-    start, end = report_window(since, until)
+    scope = report_scope(since, until, repository_id)
     path = _output_path(output, format)
     source = Path(notebook) if notebook is not None else notebook_path("report.ipynb")
     if not source.is_file():
@@ -162,16 +131,16 @@ def generate_report(
             "url": mask_url(engine.url),
             "since": _iso(since),
             "until": _iso(until),
-            "repository_id": None if repo is None else str(repo),
+            "repository_id": None if scope.repository_id is None else str(scope.repository_id),
             "title": heading,
             "format": format,
             "output": str(path),
         }
-        run_id = start_run(engine, parameters=requested, since=start, until=end)
+        run_id = start_run(engine, parameters=requested, since=scope.start, until=scope.end)
         parameters = {
             "database_url": None,  # the kernel gets the URL from its environment
-            "since": start.isoformat(),
-            "until": end.isoformat(),
+            "since": scope.start.isoformat(),
+            "until": scope.end.isoformat(),
             "repository_id": requested["repository_id"],
             "title": heading,
         }

@@ -8,6 +8,13 @@ Every function takes the filters of :func:`~miyabi_analytics.read_summary` (``re
 buckets are in UTC, their start is the tz-aware ``period`` column, and rows without
 ``started_at`` drop out of bucketed aggregates.
 
+The filters are validated once per call, before any query, into a
+:class:`~miyabi_analytics.filters.SummaryFilters` (a bad one raises :class:`ValidationError`
+naming it). A caller running several aggregates over the same rows (the dashboard, the report)
+builds that object once (``SummaryFilters.build(since=..., ...)``) and passes it as
+``filters=``: it is used as is, not validated again. Keywords and ``filters=`` together are
+refused.
+
 Frames have fixed dtypes, also when empty: ``period`` ``datetime64[us, UTC]``; ``agent_type`` and
 ``agent_category`` the same categoricals as :func:`read_summary`; ``repository_id`` and ``user_id``
 strings (a ``NaN`` ``user_id`` is the group of executions without a user); counts ``int64``;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Engine, func
@@ -13,11 +13,7 @@ from miyabi_analytics._db.schema import analytics, executions
 from miyabi_analytics._db.summary import is_latest_analytics
 from miyabi_analytics.aggregates._exact import checked_sum, ratio
 from miyabi_analytics.aggregates._shared import (
-    AgentTypesArg,
     ByArg,
-    IdArg,
-    StatusesArg,
-    TimeArg,
     check_by,
     check_optional_freq,
     fetch,
@@ -26,7 +22,7 @@ from miyabi_analytics.aggregates._shared import (
     key_names,
     spec,
 )
-from miyabi_analytics.filters import SummaryFilters
+from miyabi_analytics.filters import FilterArgs, SummaryFilters
 
 __all__ = ["business_metrics", "business_metrics_with_unstarted"]
 
@@ -50,12 +46,8 @@ def business_metrics(
     *,
     by: ByArg = "agent_type",
     freq: Freq | None = "M",
-    repository_id: IdArg = None,
-    user_id: IdArg = None,
-    agent_types: AgentTypesArg = None,
-    statuses: StatusesArg = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
+    filters: SummaryFilters | None = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> pd.DataFrame:
     """Business metrics of the executions' latest analytics rows, summed or averaged per group.
 
@@ -72,10 +64,9 @@ def business_metrics(
         AggregateOverflowError: A sum does not fit in 64 bits (the ``Int64`` column). The sums are
             exact on both databases, so the same data raises the same error on both.
     """
-    return business_metrics_with_unstarted(
-        bind, by=by, freq=freq, unstarted=False, repository_id=repository_id, user_id=user_id,
-        agent_types=agent_types, statuses=statuses, since=since, until=until,
-    )
+    keys = check_by(by)
+    bucket = check_optional_freq(freq)
+    return _business(bind, keys, bucket, SummaryFilters.of(filters, **filter_args), False)
 
 
 def business_metrics_with_unstarted(
@@ -84,7 +75,8 @@ def business_metrics_with_unstarted(
     by: ByArg,
     freq: Freq | None,
     unstarted: bool,
-    **filter_args: Any,
+    filters: SummaryFilters | None = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> pd.DataFrame:
     """:func:`business_metrics`; ``unstarted=True`` adds the never-started rows' ``NaT`` period.
 
@@ -93,7 +85,17 @@ def business_metrics_with_unstarted(
     """
     keys = check_by(by)
     bucket = check_optional_freq(freq)
-    filters = SummaryFilters.build(**filter_args)
+    return _business(bind, keys, bucket, SummaryFilters.of(filters, **filter_args), unstarted)
+
+
+def _business(
+    bind: Engine | Connection,
+    keys: tuple[str, ...],
+    bucket: Freq | None,
+    where: SummaryFilters,
+    unstarted: bool,
+) -> pd.DataFrame:
+    """The query and frame of both public functions, their arguments validated."""
     latest, newer = analytics.alias("latest"), analytics.alias("newer")
     source = executions.join(latest, latest.c.execution_id == executions.c.id)
     measures: list[ColumnElement[Any]] = [func.count().label("executions")]
@@ -106,7 +108,7 @@ def business_metrics_with_unstarted(
         keys,
         bucket,
         measures,
-        filters,
+        where,
         is_latest_analytics(latest, newer),
         source=source,
         unstarted=unstarted,

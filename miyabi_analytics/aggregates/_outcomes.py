@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
@@ -14,11 +14,7 @@ from miyabi_analytics._db.exact import ExactSum
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics.aggregates._exact import ratio
 from miyabi_analytics.aggregates._shared import (
-    AgentTypesArg,
     ByArg,
-    IdArg,
-    StatusesArg,
-    TimeArg,
     check_by,
     check_optional_freq,
     fetch,
@@ -27,7 +23,7 @@ from miyabi_analytics.aggregates._shared import (
     key_names,
     spec,
 )
-from miyabi_analytics.filters import SummaryFilters
+from miyabi_analytics.filters import FilterArgs, SummaryFilters
 from miyabi_analytics.frames import STR, UTC_TS
 from miyabi_analytics.vocabulary import ExecutionStatus
 
@@ -39,12 +35,8 @@ def success_rates(
     *,
     by: ByArg = "agent_type",
     freq: Freq | None = None,
-    repository_id: IdArg = None,
-    user_id: IdArg = None,
-    agent_types: AgentTypesArg = None,
-    statuses: StatusesArg = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
+    filters: SummaryFilters | None = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> pd.DataFrame:
     """Executions, completions, failures and success rate per group (and period).
 
@@ -55,17 +47,14 @@ def success_rates(
     """
     keys = check_by(by)
     bucket = check_optional_freq(freq)
-    filters = SummaryFilters.build(
-        repository_id=repository_id, user_id=user_id, agent_types=agent_types,
-        statuses=statuses, since=since, until=until,
-    )
+    where = SummaryFilters.of(filters, **filter_args)
     completed = func.count().filter(executions.c.status == ExecutionStatus.COMPLETED.value)
     failed = func.count().filter(executions.c.status == ExecutionStatus.FAILED.value)
     stmt = grouped(
         keys,
         bucket,
         [func.count().label("executions"), completed.label("completed"), failed.label("failed")],
-        filters,
+        where,
     )
     width = len(key_names(keys, bucket))
     rows = [
@@ -86,12 +75,8 @@ def quality_trend(
     *,
     by: ByArg = "agent_type",
     freq: Freq | None = "D",
-    repository_id: IdArg = None,
-    user_id: IdArg = None,
-    agent_types: AgentTypesArg = None,
-    statuses: StatusesArg = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
+    filters: SummaryFilters | None = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> pd.DataFrame:
     """Quality scores per period and group, over scored executions only.
 
@@ -102,10 +87,7 @@ def quality_trend(
     """
     keys = check_by(by)
     bucket = check_optional_freq(freq)
-    filters = SummaryFilters.build(
-        repository_id=repository_id, user_id=user_id, agent_types=agent_types,
-        statuses=statuses, since=since, until=until,
-    )
+    where = SummaryFilters.of(filters, **filter_args)
     score = executions.c.quality_score
     stmt = grouped(
         keys,
@@ -116,7 +98,7 @@ def quality_trend(
             func.min(score).label("min_quality"),
             func.max(score).label("max_quality"),
         ],
-        filters,
+        where,
         score.is_not(None),
     )
     width = len(key_names(keys, bucket))
@@ -150,12 +132,8 @@ ERROR_DTYPES: Final[Mapping[str, Any]] = {
 def error_analysis(
     bind: Engine | Connection,
     *,
-    repository_id: IdArg = None,
-    user_id: IdArg = None,
-    agent_types: AgentTypesArg = None,
-    statuses: StatusesArg = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
+    filters: SummaryFilters | None = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> pd.DataFrame:
     """Failed executions grouped by error message, most frequent first.
 
@@ -167,12 +145,9 @@ def error_analysis(
     The database groups by (error message, agent type), at most 15 rows per message; the
     per-message totals and the joined agent types are folded from that small result.
     """
-    filters = SummaryFilters.build(
-        repository_id=repository_id, user_id=user_id, agent_types=agent_types,
-        statuses=statuses, since=since, until=until,
-    )
+    where = SummaryFilters.of(filters, **filter_args)
     message, agent_type = executions.c.error_message, executions.c.agent_type
-    stmt = filters.apply(
+    stmt = where.apply(
         select(
             message,
             agent_type,

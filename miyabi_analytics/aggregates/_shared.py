@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any, Final
 
 import pandas as pd
@@ -17,15 +15,10 @@ from miyabi_analytics._db.tx import begin
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import SummaryFilters
 from miyabi_analytics.frames import AGENT_TYPE_DTYPE, CATEGORY_DTYPE, STR, UTC_TS, to_frame
-from miyabi_analytics.vocabulary import ExecutionStatus
 
 __all__ = [
     "BY_COLUMNS",
-    "AgentTypesArg",
     "ByArg",
-    "IdArg",
-    "StatusesArg",
-    "TimeArg",
     "check_by",
     "check_optional_freq",
     "fetch",
@@ -51,10 +44,6 @@ _KEY_EXPRESSIONS: Final[Mapping[str, ColumnElement[Any]]] = {
     "user_id": executions.c.user_id,
 }
 
-IdArg = uuid.UUID | str | Iterable[uuid.UUID | str] | None
-AgentTypesArg = str | Iterable[str] | None
-StatusesArg = ExecutionStatus | str | Iterable[ExecutionStatus | str] | None
-TimeArg = datetime | str | None
 ByArg = str | Sequence[str] | None
 
 

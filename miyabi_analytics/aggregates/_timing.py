@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import pandas as pd
 from sqlalchemy import (
@@ -26,17 +26,13 @@ from miyabi_analytics._db.summary import DurationMicros
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics.aggregates._exact import MICROS, interpolated, ratio
 from miyabi_analytics.aggregates._shared import (
-    AgentTypesArg,
     ByArg,
-    IdArg,
-    StatusesArg,
-    TimeArg,
     check_by,
     frame,
     key_expressions,
     spec,
 )
-from miyabi_analytics.filters import SummaryFilters
+from miyabi_analytics.filters import FilterArgs, SummaryFilters
 
 __all__ = ["PERCENTILES", "duration_stats"]
 
@@ -51,12 +47,8 @@ def duration_stats(
     bind: Engine | Connection,
     *,
     by: ByArg = "agent_type",
-    repository_id: IdArg = None,
-    user_id: IdArg = None,
-    agent_types: AgentTypesArg = None,
-    statuses: StatusesArg = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
+    filters: SummaryFilters | None = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> pd.DataFrame:
     """Duration statistics in seconds per group, over executions with both timestamps.
 
@@ -74,15 +66,12 @@ def duration_stats(
     makes the floats.
     """
     keys = check_by(by)
-    filters = SummaryFilters.build(
-        repository_id=repository_id, user_id=user_id, agent_types=agent_types,
-        statuses=statuses, since=since, until=until,
-    )
+    where = SummaryFilters.of(filters, **filter_args)
     width = len(keys)
     rows = []
     with begin(bind) as conn:
         build = _pg_statement if Dialect.of(conn).is_postgresql else _window_statement
-        fetched = conn.execute(build(keys, filters)).all()
+        fetched = conn.execute(build(keys, where)).all()
     for row in fetched:
         n = row.executions
         percentiles = [

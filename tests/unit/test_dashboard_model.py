@@ -82,7 +82,7 @@ def test_agent_selection_is_agents_within_categories() -> None:
         agent_types=["CRMAgent", "YouTubeAgent"], categories=["operations", "marketing"]
     )
     assert both.agent_selection() == ("YouTubeAgent", "CRMAgent")
-    assert both.query_arguments()["agent_types"] == ("YouTubeAgent", "CRMAgent")
+    assert both.summary_filters().agent_types == ("YouTubeAgent", "CRMAgent")
 
 
 def test_previous_period_has_equal_length() -> None:
