@@ -394,12 +394,12 @@ def build_figures(data: DashboardData) -> dict[str, go.Figure]:
     short = data.filters.is_short()
     return {
         "quality": figures.quality_trend_figure(frames["quality"], rolling=7 if short else 4),
-        "success": figures.success_rate_bar(frames["success"]),
-        "success_over_time": figures.success_heatmap(frames["success_over_time"]),
+        "success": figures.success_rate_figure(frames["success"]),
+        "success_over_time": figures.success_heatmap_figure(frames["success_over_time"]),
         "durations": figures.duration_figure(frames["durations"]),
-        "business": figures.business_over_time(frames["business"], by="agent_category"),
-        "errors": figures.top_errors_bar(frames["errors"]),
-        "failures": figures.failures_over_time(frames["success_over_time"]),
+        "business": figures.business_figure(frames["business"], by="agent_category"),
+        "errors": figures.errors_figure(frames["errors"]),
+        "failures": figures.failures_figure(frames["success_over_time"]),
     }
 
 
