@@ -2,13 +2,13 @@
 
 :class:`DashboardModel` holds a filter state (:class:`DashboardFilters`), runs the aggregates for
 it in :meth:`~DashboardModel.refresh`, cached by filter state (going back to a selection costs no
-query), and computes the KPIs against the previous period of equal length. :func:`build_figures`
-turns its data into new plotly figures. :mod:`miyabi_analytics.widgets` wires it to controls.
+query), and computes the KPIs (:mod:`miyabi_analytics.kpis`) against the previous period of
+equal length. :func:`build_figures` turns its data into new plotly figures.
+:mod:`miyabi_analytics.widgets` wires it to controls.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -27,6 +27,7 @@ from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.engine import mask_url
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import SummaryFilters
+from miyabi_analytics.kpis import Kpi, Totals, totals_of, totals_queries
 from miyabi_analytics.vocabulary import (
     AGENT_CATEGORIES,
     AGENT_TYPES,
@@ -193,35 +194,6 @@ class DashboardFilters:
 
 
 @dataclass(frozen=True, slots=True)
-class Kpi:
-    """One KPI tile: the value for the selected period and for the previous one of equal length.
-
-    ``value``/``previous`` are ``None`` where undefined (a rate or mean over no rows, or no
-    previous period for an open-ended range).
-    """
-
-    key: str
-    label: str
-    value: float | None
-    previous: float | None
-
-    @property
-    def change(self) -> float | None:
-        """``value - previous``, or ``None``."""
-        if self.value is None or self.previous is None:
-            return None
-        return self.value - self.previous
-
-    @property
-    def relative_change(self) -> float | None:
-        """``change / previous``, or ``None`` (also when ``previous`` is 0)."""
-        change = self.change
-        if change is None or not self.previous:
-            return None
-        return change / abs(self.previous)
-
-
-@dataclass(frozen=True, slots=True)
 class DashboardData:
     """Everything the dashboard shows for one filter state: aggregate frames and KPIs."""
 
@@ -230,12 +202,6 @@ class DashboardData:
     kpis: tuple[Kpi, ...]
     seconds: float
     stuck: int = 0  # running executions without a heartbeat for STUCK_AFTER, all repositories
-
-
-def _number(value: Any) -> float | None:
-    """A float, or ``None`` for None, NA and NaN."""
-    number = math.nan if value is None or value is pd.NA else float(value)
-    return None if math.isnan(number) else number
 
 
 FRAME_KEYS: Final = ("quality", "success", "success_over_time", "durations", "business", "errors")
@@ -252,31 +218,25 @@ def _stuck_count(engine: Engine) -> pd.DataFrame:
     return pd.DataFrame({"stuck": [ExecutionStore(engine).count_stuck(STUCK_AFTER)]})
 
 
-def _totals_jobs(
-    prefix: str, where: dict[str, Any]
-) -> dict[str, tuple[Callable[..., pd.DataFrame], dict[str, Any]]]:
-    return {
-        f"{prefix}.success": (aggregates.success_rates, {"by": None, **where}),
-        f"{prefix}.quality": (aggregates.quality_trend, {"by": None, "freq": None, **where}),
-        f"{prefix}.business": (aggregates.business_metrics, {"by": None, "freq": None, **where}),
-    }
+TILES: Final = (
+    ("executions", "Executions"),
+    ("success_rate", "Success rate"),
+    ("mean_quality", "Mean quality"),
+    ("revenue", "Estimated revenue"),
+)
+"""``(key, label)`` of the KPI tiles, left to right; each key a field of :class:`Totals`."""
 
 
-def _totals(
-    success: pd.DataFrame, quality: pd.DataFrame, business: pd.DataFrame
-) -> dict[str, float | None]:
-    """The KPIs from success counts, the overall quality, and business sums of any grouping.
+def _tiles(current: Totals, previous: Totals | None) -> tuple[Kpi, ...]:
+    """The tiles, each against the previous period; a revenue nobody reported shows $0."""
 
-    Counts and sums add up exactly over groups, so the success and business frames may be
-    grouped finer than the KPI (the current period's come from the tabs' own queries).
-    """
-    completed, failed = int(success["completed"].sum()), int(success["failed"].sum())
-    return {
-        "executions": float(success["executions"].sum()),
-        "success_rate": completed / (completed + failed) if completed + failed else None,
-        "mean_quality": _number(quality["mean_quality"].iloc[0]) if len(quality) else None,
-        "revenue": float(business["sum_estimated_revenue_usd"].sum()),  # NA and no rows: 0
-    }
+    def shown(totals: Totals | None, key: str) -> float | None:
+        value = None if totals is None else getattr(totals, key)
+        if value is None:
+            return 0.0 if totals is not None and key == "revenue" else None
+        return float(value)
+
+    return tuple(Kpi(key, label, shown(current, key), shown(previous, key)) for key, label in TILES)
 
 
 class DashboardModel:
@@ -354,26 +314,24 @@ class DashboardModel:
             "stuck": (_stuck_count, {}),
         }
         if before is not None:
-            jobs.update(_totals_jobs("before", {"filters": before.summary_filters()}))
+            jobs.update(totals_queries(
+                {"filters": before.summary_filters()}, prefix="before.", durations=False
+            ))
         results = self._query_all(jobs)
         business = results["business"]
         results["business"] = business[business["period"].notna()].reset_index(drop=True)
         frames = {key: results[key] for key in FRAME_KEYS}
-        current = _totals(results["success"], results["now.quality"], business)
-        previous = dict.fromkeys(current)
-        if before is not None:
-            previous = _totals(
-                results["before.success"], results["before.quality"], results["before.business"]
-            )
-        kpis = tuple(
-            Kpi(key, label, current[key], previous[key])
-            for key, label in (
-                ("executions", "Executions"),
-                ("success_rate", "Success rate"),
-                ("mean_quality", "Mean quality"),
-                ("revenue", "Estimated revenue"),
-            )
+        current = totals_of(
+            success=results["success"], quality=results["now.quality"], business=business
         )
+        previous = None
+        if before is not None:
+            previous = totals_of(
+                success=results["before.success"],
+                quality=results["before.quality"],
+                business=results["before.business"],
+            )
+        kpis = _tiles(current, previous)
         stuck = int(results["stuck"]["stuck"].iloc[0])
         data = DashboardData(filters, frames, kpis, time.perf_counter() - began, stuck)
         self._cache[filters] = data
@@ -402,12 +360,12 @@ def build_figures(data: DashboardData) -> dict[str, go.Figure]:
     short = data.filters.is_short()
     return {
         "quality": figures.quality_trend_figure(frames["quality"], rolling=7 if short else 4),
-        "success": figures.success_rate_bar(frames["success"]),
-        "success_over_time": figures.success_heatmap(frames["success_over_time"]),
+        "success": figures.success_rate_figure(frames["success"]),
+        "success_over_time": figures.success_heatmap_figure(frames["success_over_time"]),
         "durations": figures.duration_figure(frames["durations"]),
-        "business": figures.business_over_time(frames["business"], by="agent_category"),
-        "errors": figures.top_errors_bar(frames["errors"]),
-        "failures": figures.failures_over_time(frames["success_over_time"]),
+        "business": figures.business_figure(frames["business"], by="agent_category"),
+        "errors": figures.errors_figure(frames["errors"]),
+        "failures": figures.failures_figure(frames["success_over_time"]),
     }
 
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Final, Literal
 
-from miyabi_analytics._dashboard import Kpi
 from miyabi_analytics.formatting import MISSING, format_change, format_usd
+from miyabi_analytics.kpis import Kpi
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

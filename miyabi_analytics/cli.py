@@ -281,19 +281,17 @@ def _summary_table(engine: Engine) -> str:
     """Per agent, computed in the database: the same few rows whatever the history's size."""
     import pandas as pd
 
-    from miyabi_analytics.aggregates import duration_stats, quality_trend, success_rates
+    from miyabi_analytics.kpis import kpi_table
 
-    rates = success_rates(engine).set_index("agent_type")
-    quality = quality_trend(engine, freq=None).set_index("agent_type")["mean_quality"]
-    median = duration_stats(engine).set_index("agent_type")["p50_seconds"]
+    kpis = kpi_table(engine, by="agent_type")
     table = pd.DataFrame(
         {
-            "executions": rates["executions"],
-            "completed": rates["completed"],
-            "failed": rates["failed"],
-            "success_rate": rates["success_rate"].map("{:.1%}".format),
-            "mean_quality": quality.reindex(rates.index).round(1),
-            "median_minutes": (median.reindex(rates.index) / 60).round(1),
+            "executions": kpis["executions"],
+            "completed": kpis["completed"],
+            "failed": kpis["failed"],
+            "success_rate": kpis["success_rate"].map("{:.1%}".format),
+            "mean_quality": kpis["mean_quality"].round(1),
+            "median_minutes": (kpis["median_seconds"] / 60).round(1),
         }
     )
     return str(table.to_string())

@@ -29,6 +29,7 @@ from miyabi_analytics._dashboard import (
     DEFAULT_DAYS,
     STATUSES,
     TABS,
+    TILES,
     DashboardData,
     DashboardFilters,
     DashboardModel,
@@ -38,6 +39,7 @@ from miyabi_analytics._dashboard import (
 )
 from miyabi_analytics._dashboard_parts import _date_of, _header, _kpi_html, replace_figure
 from miyabi_analytics._db.engine import mask_url
+from miyabi_analytics._extras import require
 from miyabi_analytics.errors import MiyabiError, ValidationError
 from miyabi_analytics.notebook import shown_url
 from miyabi_analytics.vocabulary import AGENT_CATEGORIES, AGENT_TYPES, agent_category
@@ -75,8 +77,9 @@ class DashboardView:
     """
 
     def __init__(self, model: DashboardModel) -> None:
-        import ipywidgets as w
         import plotly.graph_objects as go
+
+        w = require("notebook", "ipywidgets")
 
         self.model = model
         self.loaded_at = time.monotonic()  # when the data shown was read (monotonic clock)
@@ -93,9 +96,7 @@ class DashboardView:
         self.statuses = w.SelectMultiple(options=list(STATUSES), rows=6, layout=wide)
         self.refresh_button = w.Button(description="Refresh", icon="refresh", button_style="info")
         self.status = w.HTML()
-        self.tiles = {
-            key: w.HTML() for key in ("executions", "success_rate", "mean_quality", "revenue")
-        }
+        self.tiles = {key: w.HTML() for key, _ in TILES}
         self.figures: dict[str, go.FigureWidget] = {
             name: go.FigureWidget() for names in TABS.values() for name in names
         }

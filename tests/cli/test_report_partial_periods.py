@@ -149,7 +149,7 @@ def test_bad_arguments_name_the_field(kwargs, field):
 
 
 def test_heatmap_columns_are_outlined_and_labelled():
-    fig = figures.success_heatmap(weekly_rates())
+    fig = figures.success_heatmap_figure(weekly_rates())
     before = fig.to_dict()
     marked = figures.mark_partial_periods(fig, since=SINCE, until=UNTIL, freq="W")
     assert fig.to_dict() == before  # a new figure; the given one is untouched
@@ -168,7 +168,7 @@ def test_monthly_heatmap_labels_are_months():
         period=periods(*["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01", "2026-05-01"] * 2)
     )
     marked = figures.mark_partial_periods(
-        figures.success_heatmap(frame), since="2026-01-15", until="2026-05-20", freq="M"
+        figures.success_heatmap_figure(frame), since="2026-01-15", until="2026-05-20", freq="M"
     )
     assert [t for t in marked.layout.xaxis.ticktext if "partial" in t] == [
         "2026-01<br><i>partial month</i>",
@@ -202,7 +202,7 @@ def test_line_points_are_hollow_on_a_grey_band_with_a_legend_entry():
 
 def test_business_subplots_each_get_their_bands():
     marked = figures.mark_partial_periods(
-        figures.business_over_time(weekly_business()), since=SINCE, until=UNTIL, freq="W"
+        figures.business_figure(weekly_business()), since=SINCE, until=UNTIL, freq="W"
     )
     for trace in marked.data[:2]:
         assert list(trace.marker.symbol) == [
@@ -214,7 +214,7 @@ def test_business_subplots_each_get_their_bands():
 def test_bars_are_hatched():
     frame = weekly_rates()
     marked = figures.mark_partial_periods(
-        figures.failures_over_time(frame), since=SINCE, until=UNTIL, freq="W"
+        figures.failures_figure(frame), since=SINCE, until=UNTIL, freq="W"
     )
     bars = [t for t in marked.data if t.type == "bar"]
     assert bars
@@ -223,11 +223,11 @@ def test_bars_are_hatched():
 
 
 def test_whole_periods_and_empty_figures_are_left_as_they_are():
-    fig = figures.success_heatmap(weekly_rates())
+    fig = figures.success_heatmap_figure(weekly_rates())
     same = figures.mark_partial_periods(fig, since="2026-04-27", until="2026-06-01", freq="W")
     assert same.to_dict() == fig.to_dict()
     assert same is not fig
-    empty = figures.success_heatmap(weekly_rates().iloc[:0])
+    empty = figures.success_heatmap_figure(weekly_rates().iloc[:0])
     assert figures.mark_partial_periods(
         empty, since=SINCE, until=UNTIL, freq="W"
     ).to_dict() == empty.to_dict()

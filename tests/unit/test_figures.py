@@ -149,18 +149,18 @@ def errors_frame() -> pd.DataFrame:
 Figure = Callable[..., go.Figure]
 CASES: list[tuple[Figure, Callable[[], pd.DataFrame], list[str]]] = [
     (figures.quality_trend_figure, quality_frame, ["period", "agent_type", "mean_quality"]),
-    (figures.success_rate_bar, rates_total_frame, ["agent_type", "success_rate", "failed"]),
-    (figures.success_heatmap, rates_frame, ["period", "agent_type", "success_rate"]),
+    (figures.success_rate_figure, rates_total_frame, ["agent_type", "success_rate", "failed"]),
+    (figures.success_heatmap_figure, rates_frame, ["period", "agent_type", "success_rate"]),
     (figures.duration_figure, duration_frame, ["agent_type", "p50_seconds", "max_seconds"]),
     (
-        figures.business_over_time,
+        figures.business_figure,
         business_frame,
         ["period", "agent_category", "sum_estimated_revenue_usd", "sum_market_size_usd"],
     ),
-    (figures.roi_vs_quality, summary_frame, ["roi_percent", "quality_score", "agent_category"]),
-    (figures.top_errors_bar, errors_frame, ["error_message", "failures"]),
-    (figures.failures_over_time, rates_frame, ["period", "agent_type", "failed"]),
-    (figures.status_overview, summary_frame, ["status", "agent_category"]),
+    (figures.roi_quality_figure, summary_frame, ["roi_percent", "quality_score", "agent_category"]),
+    (figures.errors_figure, errors_frame, ["error_message", "failures"]),
+    (figures.failures_figure, rates_frame, ["period", "agent_type", "failed"]),
+    (figures.status_figure, summary_frame, ["status", "agent_category"]),
 ]
 IDS = [fn.__name__ for fn, _, _ in CASES]
 MISSING = [
@@ -249,12 +249,12 @@ def test_not_a_frame_raises(fn: Figure, _make, _cols):
     "fn",
     [
         figures.quality_trend_figure,
-        figures.success_rate_bar,
-        figures.success_heatmap,
+        figures.success_rate_figure,
+        figures.success_heatmap_figure,
         figures.duration_figure,
-        figures.business_over_time,
-        figures.failures_over_time,
-        figures.status_overview,
+        figures.business_figure,
+        figures.failures_figure,
+        figures.status_figure,
     ],
 )
 def test_by_must_be_one_column_name(fn: Figure):
@@ -273,11 +273,11 @@ def test_same_agent_same_colour_in_every_figure():
     seen: dict[str, set[str]] = {}
     traces = [
         *figures.quality_trend_figure(quality_frame()).data,
-        *figures.failures_over_time(rates_frame()).data,
+        *figures.failures_figure(rates_frame()).data,
     ]
     for trace in traces:
         seen.setdefault(trace.legendgroup or trace.name, set()).add(colour_of(trace))
-    bar = figures.success_rate_bar(rates_total_frame()).data[0]
+    bar = figures.success_rate_figure(rates_total_frame()).data[0]
     for label, colour in zip(bar.y, bar.marker.color, strict=True):
         seen.setdefault(label, set()).add(colour)
     duration = figures.duration_figure(duration_frame()).data[0]
@@ -290,9 +290,9 @@ def test_same_agent_same_colour_in_every_figure():
 
 def test_same_category_same_colour_in_every_figure():
     traces = [
-        *figures.business_over_time(business_frame()).data,
-        *figures.roi_vs_quality(summary_frame()).data,
-        *figures.status_overview(summary_frame()).data,
+        *figures.business_figure(business_frame()).data,
+        *figures.roi_quality_figure(summary_frame()).data,
+        *figures.status_figure(summary_frame()).data,
     ]
     for trace in traces:
         assert colour_of(trace) == CATEGORY_COLORS[trace.name]
@@ -366,8 +366,8 @@ def test_other_groupings_get_stable_fallback_colours():
 # ---------------------------------------------------------------- success rates
 
 
-def test_success_rate_bar_values_colours_and_axis():
-    fig = figures.success_rate_bar(rates_total_frame())
+def test_success_rate_figure_values_colours_and_axis():
+    fig = figures.success_rate_figure(rates_total_frame())
     (bar,) = fig.data
     assert bar.orientation == "h"
     assert list(bar.y) == [AI, SALES, IVE]
@@ -382,15 +382,15 @@ def test_success_rate_bar_values_colours_and_axis():
     assert list(fig.layout.yaxis.categoryarray) == [AI, SALES, IVE]
 
 
-def test_success_rate_bar_sums_periods():
-    (bar,) = figures.success_rate_bar(rates_frame()).data
+def test_success_rate_figure_sums_periods():
+    (bar,) = figures.success_rate_figure(rates_frame()).data
     assert list(bar.y) == [AI, SALES]
     np.testing.assert_allclose(bar.x, [3 / 7, 0.0])  # (2+0+1) / (3+0+4)
     assert bar.customdata.tolist() == [[8, 3, 4], [2, 0, 2]]
 
 
 def test_success_heatmap_grid_with_blank_cells():
-    fig = figures.success_heatmap(rates_frame())
+    fig = figures.success_heatmap_figure(rates_frame())
     (heat,) = fig.data
     assert list(heat.y) == [AI, SALES]
     assert list(heat.x) == ["2024-01-01", "2024-01-08", "2024-01-15"]
@@ -411,14 +411,14 @@ def test_success_heatmap_grid_with_blank_cells():
 def test_success_heatmap_monthly_labels():
     df = rates_frame()
     df["period"] = ts("2024-01-01", "2024-01-01", "2024-02-01", "2024-03-01")
-    fig = figures.success_heatmap(df)
+    fig = figures.success_heatmap_figure(df)
     assert list(fig.data[0].x) == ["2024-01", "2024-02", "2024-03"]
     assert fig.layout.title.text == "Monthly success rate"
 
 
-def test_failures_over_time_stacks_failing_groups():
+def test_failures_figure_stacks_failing_groups():
     df = rates_frame()
-    fig = figures.failures_over_time(df)
+    fig = figures.failures_figure(df)
     assert fig.layout.barmode == "stack"
     assert [t.name for t in fig.data] == [AI, SALES]
     ai, sales = fig.data
@@ -429,10 +429,10 @@ def test_failures_over_time_stacks_failing_groups():
     assert fig.layout.yaxis.tickformat == ",d"
 
 
-def test_failures_over_time_without_failures():
+def test_failures_figure_without_failures():
     df = rates_frame()
     df["failed"] = ints(0, 0, 0, 0)
-    fig = figures.failures_over_time(df)
+    fig = figures.failures_figure(df)
     assert len(fig.data) == 0
     assert "No failed executions" in fig.layout.annotations[0].text
 
@@ -473,8 +473,8 @@ def test_durations_read_as_units(seconds: float, text: str):
     assert figures._format_duration(seconds) == text
 
 
-def test_business_over_time_two_money_axes():
-    fig = figures.business_over_time(business_frame())
+def test_business_figure_two_money_axes():
+    fig = figures.business_figure(business_frame())
     assert [t.name for t in fig.data] == ["strategy", "operations"] * 2
     assert [t.showlegend for t in fig.data] == [True, True, False, False]
     assert [t.yaxis for t in fig.data] == ["y", "y", "y2", "y2"]
@@ -491,8 +491,8 @@ def test_business_over_time_two_money_axes():
     assert [a.text for a in fig.layout.annotations] == ["Estimated revenue", "Market size"]
 
 
-def test_roi_vs_quality_scatter():
-    fig = figures.roi_vs_quality(summary_frame())
+def test_roi_quality_figure_scatter():
+    fig = figures.roi_quality_figure(summary_frame())
     assert [t.name for t in fig.data] == ["strategy", "operations", "design"]
     strategy, operations, design = fig.data
     assert list(strategy.x) == [80.0]
@@ -505,10 +505,10 @@ def test_roi_vs_quality_scatter():
     assert list(fig.layout.xaxis.range) == [0, 100]
 
 
-def test_roi_vs_quality_without_plottable_points():
+def test_roi_quality_figure_without_plottable_points():
     df = summary_frame()
     df["roi_percent"] = np.nan
-    fig = figures.roi_vs_quality(df)
+    fig = figures.roi_quality_figure(df)
     assert len(fig.data) == 0
     assert "ROI" in fig.layout.annotations[0].text
 
@@ -516,9 +516,9 @@ def test_roi_vs_quality_without_plottable_points():
 # ---------------------------------------------------------------- errors and statuses
 
 
-def test_top_errors_bar_orders_truncates_and_keeps_full_text():
+def test_errors_figure_orders_truncates_and_keeps_full_text():
     df = errors_frame()
-    fig = figures.top_errors_bar(df, top=3, max_label=30)
+    fig = figures.errors_figure(df, top=3, max_label=30)
     (bar,) = fig.data
     assert bar.orientation == "h"
     assert list(bar.x) == [7.0, 5.0, 5.0]
@@ -537,17 +537,17 @@ def test_top_errors_bar_orders_truncates_and_keeps_full_text():
     assert list(fig.layout.yaxis.tickvals) == [0, 1, 2]
 
 
-def test_top_errors_bar_minimal_columns_and_limits():
+def test_errors_figure_minimal_columns_and_limits():
     df = errors_frame()[["error_message", "failures"]]
-    fig = figures.top_errors_bar(df)
+    fig = figures.errors_figure(df)
     assert len(fig.data[0].x) == 4
     assert fig.data[0].hovertemplate == "%{customdata[0]}<br><b>%{x:,} failures</b><extra></extra>"
     with pytest.raises(ValidationError):
-        figures.top_errors_bar(df, top=0)
+        figures.errors_figure(df, top=0)
 
 
-def test_status_overview_counts_per_status_by_category():
-    fig = figures.status_overview(summary_frame())
+def test_status_figure_counts_per_status_by_category():
+    fig = figures.status_figure(summary_frame())
     assert fig.layout.barmode == "stack"
     assert [t.name for t in fig.data] == ["strategy", "operations", "design"]
     strategy, operations, design = fig.data
@@ -562,7 +562,7 @@ def test_status_overview_counts_per_status_by_category():
     ]
 
 
-def test_status_overview_by_agent_type():
-    fig = figures.status_overview(summary_frame(), by="agent_type")
+def test_status_figure_by_agent_type():
+    fig = figures.status_figure(summary_frame(), by="agent_type")
     assert [t.name for t in fig.data] == [AI, SALES, IVE]
     assert [t.marker.color for t in fig.data] == [AGENT_COLORS[a] for a in (AI, SALES, IVE)]

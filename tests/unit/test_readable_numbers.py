@@ -103,7 +103,7 @@ def rates(n: int) -> pd.DataFrame:
 
 @pytest.mark.parametrize("n", [1, 4, 15])
 def test_success_rate_labels_are_readable(n: int) -> None:
-    fig = figures.success_rate_bar(rates(n))
+    fig = figures.success_rate_figure(rates(n))
     bar = fig.data[0]
     assert bar.textfont.size >= figures.MIN_TEXT_SIZE >= 11
     # plotly shrinks "auto" text to fit a bar unless uniformtext says how small it may go
@@ -123,18 +123,19 @@ def test_business_hover_money_is_compact() -> None:
             "sum_market_size_usd": [5e9, 7e6],
         }
     )
-    fig = figures.business_over_time(frame)
+    fig = figures.business_figure(frame)
     assert list(fig.data[0].customdata) == ["$2.6B", "$950"]
     assert list(fig.data[1].customdata) == ["$5.0B", "$7.0M"]
     assert all("%{customdata}" in t.hovertemplate for t in fig.data)
 
 
-def test_figures_module_keeps_every_public_name() -> None:
-    import miyabi_analytics._figures_groups as groups
-    import miyabi_analytics._figures_time as over_time
+def test_figures_package_keeps_every_public_name() -> None:
+    from miyabi_analytics.figures import business, durations, errors, status, trends
 
-    names = set(groups.__all__) | set(over_time.__all__)
+    subjects = (business, durations, errors, status, trends)
+    names = {name for module in subjects for name in module.__all__}
     assert names <= set(figures.__all__)
-    for name in names:
-        home = groups if name in groups.__all__ else over_time
-        assert getattr(figures, name) is getattr(home, name)
+    for module in subjects:
+        for name in module.__all__:
+            assert name.endswith("_figure")  # one naming rule: <subject>_figure
+            assert getattr(figures, name) is getattr(module, name)

@@ -1,16 +1,14 @@
-"""Figures over time: quality trend, success heatmap, failures, business sums per period."""
+"""Figures of quality and success over time: the quality trend and the success heatmap."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from miyabi_analytics._figure_kit import (
+from miyabi_analytics.figures._kit import (
     _BUCKETS,
     _BY_TITLES,
-    _TEMPLATE,
     Floats,
     _bucket,
     _check_by,
@@ -22,9 +20,8 @@ from miyabi_analytics._figure_kit import (
     _tidy,
     _whole,
 )
-from miyabi_analytics.formatting import format_usd
 
-__all__ = ["business_over_time", "failures_over_time", "quality_trend_figure", "success_heatmap"]
+__all__ = ["quality_trend_figure", "success_heatmap_figure"]
 
 
 def quality_trend_figure(
@@ -100,9 +97,7 @@ def quality_trend_figure(
     return fig
 
 
-
-
-def success_heatmap(
+def success_heatmap_figure(
     df: pd.DataFrame, /, *, by: str = "agent_type", title: str | None = None
 ) -> go.Figure:
     """Success rate per group and period, from :func:`success_rates` with a ``freq``.
@@ -116,8 +111,8 @@ def success_heatmap(
     Returns:
         A heatmap on a 0-100 % colour scale; cells without finished executions stay blank.
     """
-    by = _check_by(by, "success_heatmap")
-    _require(df, "success_heatmap", ["period", by, "success_rate"])
+    by = _check_by(by, "success_heatmap_figure")
+    _require(df, "success_heatmap_figure", ["period", by, "success_rate"])
     if df.empty:
         return _empty_figure(title or "Success rate over time")
     counts = [c for c in ("completed", "failed") if c in df.columns]
@@ -165,123 +160,3 @@ def success_heatmap(
         categoryarray=rows,
     )
     return fig
-
-
-
-
-def failures_over_time(
-    df: pd.DataFrame, /, *, by: str = "agent_type", title: str | None = None
-) -> go.Figure:
-    """Failed executions per period, stacked by group, from :func:`success_rates` with a ``freq``.
-
-    Args:
-        df: Columns ``period``, ``<by>``, ``failed``.
-        by: The group column.
-        title: Figure title.
-
-    Returns:
-        Stacked bars of groups that failed at least once.
-    """
-    by = _check_by(by, "failures_over_time")
-    _require(df, "failures_over_time", ["period", by, "failed"])
-    title = title or "Failed executions over time"
-    if df.empty:
-        return _empty_figure(title)
-    frame = _tidy(df, by, ["failed"])
-    axis, date = _BUCKETS[_bucket(frame["period"])]
-    frame = frame[frame["failed"].fillna(0) > 0]
-    if frame.empty:
-        return _empty_figure(title, "No failed executions in this selection")
-    order = _order(by, frame["group"].to_numpy())
-    colors = _colors(by, order)
-    fig = _figure(title, barmode="stack", legend_title_text=_BY_TITLES.get(by, by))
-    for label in order:
-        g = frame[frame["group"] == label].sort_values("period", kind="stable")
-        fig.add_bar(
-            x=g["period"],
-            y=g["failed"],
-            name=label,
-            marker_color=colors[label],
-            hovertemplate=f"<b>%{{fullData.name}}</b><br>%{{x|{date}}}<br>%{{y:,}} failed"
-            "<extra></extra>",
-        )
-    peak = float(frame.groupby("period")["failed"].sum().max())
-    fig.update_xaxes(title_text=axis)
-    fig.update_yaxes(
-        title_text="Failed executions",
-        rangemode="tozero",
-        tickformat=",d",
-        dtick=1 if peak <= 10 else None,
-    )
-    return fig
-
-
-
-
-def business_over_time(
-    df: pd.DataFrame, /, *, by: str = "agent_category", title: str | None = None
-) -> go.Figure:
-    """Estimated revenue and market size per group over time, from :func:`business_metrics`.
-
-    Args:
-        df: Columns ``period``, ``<by>``, ``sum_estimated_revenue_usd``, ``sum_market_size_usd``.
-        by: The group column.
-        title: Figure title.
-
-    Returns:
-        Two stacked subplots sharing the time axis, dollar axes with k/M/B suffixes and
-        hovers as :func:`~miyabi_analytics.formatting.format_usd` writes money (``$2.6B``).
-    """
-    by = _check_by(by, "business_over_time")
-    money = {"sum_estimated_revenue_usd": "Estimated revenue", "sum_market_size_usd": "Market size"}
-    _require(df, "business_over_time", ["period", by, *money])
-    title = title or "Estimated revenue and market size"
-    if df.empty:
-        return _empty_figure(title)
-    frame = _tidy(df, by, list(money))
-    order = _order(by, frame["group"].to_numpy())
-    colors = _colors(by, order)
-    axis, date = _BUCKETS[_bucket(frame["period"])]
-    fig = make_subplots(
-        rows=2,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.1,
-        subplot_titles=list(money.values()),
-    )
-    fig.update_layout(
-        template=_TEMPLATE,
-        title={"text": title, "x": 0.02},
-        legend_title_text=_BY_TITLES.get(by, by),
-    )
-    for row, (column, name) in enumerate(money.items(), start=1):
-        for label in order:
-            g = frame[frame["group"] == label].sort_values("period", kind="stable")
-            fig.add_scatter(
-                x=g["period"],
-                y=g[column],
-                mode="lines+markers",
-                name=label,
-                legendgroup=label,
-                showlegend=row == 1,
-                line={"color": colors[label]},
-                marker={"size": 5},
-                customdata=[format_usd(v) for v in g[column]],
-                hovertemplate=f"<b>%{{fullData.name}}</b><br>%{{x|{date}}}<br>{name} "
-                "%{customdata}<extra></extra>",
-                row=row,
-                col=1,
-            )
-        fig.update_yaxes(
-            title_text=f"{name} (USD)",
-            tickprefix="$",
-            exponentformat="B",
-            showexponent="all",
-            rangemode="tozero",
-            row=row,
-            col=1,
-        )
-    fig.update_xaxes(title_text=axis, row=2, col=1)
-    return fig
-
-
