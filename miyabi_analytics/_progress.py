@@ -1,4 +1,8 @@
-"""Progress bars for long bulk writes: tqdm.auto, on only where a person is watching."""
+"""Progress bars for long bulk writes: tqdm.auto, on only where a person is watching.
+
+tqdm.auto draws a widget in a Jupyter kernel, which needs ipywidgets (the ``[notebook]`` extra);
+without it the text bar is used, rather than tqdm.auto's warning and then the text bar.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from miyabi_analytics._extras import installed
 
 
 def interactive() -> bool:
@@ -31,7 +37,10 @@ def progress_bar(
     if not enabled:
         yield _Silent()
         return
-    from tqdm.auto import tqdm
+    if installed("ipywidgets"):
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
 
     with tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False) as bar:
         yield bar
