@@ -15,11 +15,23 @@ from miyabi_analytics._extras import installed
 
 
 def interactive() -> bool:
-    """A terminal on stderr, or a Jupyter kernel (where tqdm.auto draws a widget)."""
-    if "ipykernel" in sys.modules:
+    """A terminal on stderr, or a Jupyter kernel (where tqdm.auto draws a widget).
+
+    A kernel is a running one, not ipykernel merely imported (jupyter_client imports it to
+    find its kernelspec, e.g. in a process that runs report notebooks).
+    """
+    if _in_kernel():
         return True
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())
+
+
+def _in_kernel() -> bool:
+    zmqshell = sys.modules.get("ipykernel.zmqshell")
+    ipython = sys.modules.get("IPython")
+    if zmqshell is None or ipython is None:
+        return False
+    return isinstance(ipython.get_ipython(), zmqshell.ZMQInteractiveShell)
 
 
 class _Silent:

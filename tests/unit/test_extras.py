@@ -239,6 +239,10 @@ for name, call in [
     except ma.MiyabiError as exc:
         out[name] = [type(exc).__name__, str(exc)]
 out["report_runs"] = len(ma.read_report_runs(engine))
+from miyabi_analytics._progress import progress_bar
+with progress_bar(True, total=1, desc="bar") as bar:
+    bar.update(1)
+out["bar"] = type(bar).__module__
 out["loaded"] = sorted(
     m for m in ("ipywidgets", "anywidget", "papermill", "voila", "ipykernel", "IPython")
     if m in sys.modules
@@ -277,6 +281,22 @@ def test_entry_points_name_their_extra_in_one_line(core_run, entry, extra):
 
 def test_a_report_without_its_extra_records_no_run(core_run):
     assert core_run["report_runs"] == 0
+
+
+def test_progress_bars_are_text_without_ipywidgets(core_run):
+    assert core_run["bar"] == "tqdm.std"
+
+
+def test_ipykernel_imported_is_not_a_kernel_running():
+    # jupyter_client imports ipykernel to find its kernelspec: bars stay off in such a process.
+    code = (
+        "import ipykernel.zmqshell; from miyabi_analytics._progress import interactive; "
+        "print(interactive())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
 
 
 CLI = """
