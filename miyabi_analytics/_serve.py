@@ -18,7 +18,6 @@ Two things Voila does not do out of the box, and why:
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import sys
@@ -29,6 +28,7 @@ from typing import IO, Any, Final
 from sqlalchemy import URL
 
 from miyabi_analytics._db.engine import resolve_url
+from miyabi_analytics._extras import needs, require
 from miyabi_analytics.errors import ValidationError
 
 __all__ = [
@@ -63,7 +63,7 @@ _OUR_DATA_DIR: Final = Path(__file__).resolve().parent / "_voila"
 
 def _voila_data_dir() -> Path | None:
     """The ``share/jupyter`` of Voila's installation prefix (its templates and labextensions)."""
-    voila: Any = importlib.import_module("voila")
+    voila: Any = require("serve", "voila")
     for parent in Path(voila.__file__).resolve().parents:
         candidate = parent / "share" / "jupyter"
         if (candidate / "voila" / "templates" / "lab").is_dir():
@@ -128,6 +128,7 @@ def _plotly_widget_dir() -> Path:
     return Path(plotly.__file__).resolve().parent / "package_data"
 
 
+@needs("serve")
 def serve_dashboard(
     url: str | URL | None = None, *, port: int = 8866, host: str = "127.0.0.1"
 ) -> None:
@@ -164,8 +165,8 @@ def serve_dashboard(
 def _voila_app_class(kernel_log: IO[bytes]) -> Any:
     """Voila's app, saying :data:`READY` when a preheated kernel first waits for its page."""
     # voila ships no type information: imported by name, it is Any without a mypy override.
-    voila_app: Any = importlib.import_module("voila.app")
-    waiting: Any = importlib.import_module("voila.request_info_handler")
+    voila_app: Any = require("serve", "voila.app")
+    waiting: Any = require("serve", "voila.request_info_handler")
     from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
     from tornado.ioloop import PeriodicCallback
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics._db.migrate import current_revision, downgrade, migrate
+from miyabi_analytics._extras import require_extra
 from miyabi_analytics._outputs import check_output_file
 from miyabi_analytics._version import package_version
 from miyabi_analytics.errors import MiyabiError
@@ -206,6 +207,7 @@ def _demo(args: argparse.Namespace) -> int:
     from miyabi_analytics.notebook import jupyter_command, shown_url
 
     # Everything refusable is refused before the database is touched.
+    require_extra("report")  # without it the history would load, then the report fail
     iter_history(args.executions, seed=args.seed)  # validates the count; makes nothing yet
     check_output_file("output", args.output)
     engine = connect(args.url)
@@ -269,6 +271,7 @@ def _serve(args: argparse.Namespace) -> int:
     from miyabi_analytics.notebook import shown_url
     from miyabi_analytics.reports import serve_dashboard
 
+    require_extra("serve")  # before saying it serves
     host = f"[{args.host}]" if ":" in args.host else args.host
     shown = shown_url(args.url)
     _say(f"serving the dashboard of {shown} at http://{host}:{args.port}/ (Ctrl-C to stop)")
@@ -334,7 +337,11 @@ def _say(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for bad arguments or bad input)."""
+    """Run the command line; returns the exit status (2 for bad arguments or bad input).
+
+    A missing extra (:class:`~miyabi_analytics._extras.MissingExtraError`, a ``MiyabiError``)
+    is bad input too: one line naming the pip command, exit status 2.
+    """
     args = _parser().parse_args(argv)
     try:
         return int(args.handler(args))

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics._db.migrate import migrate
+from miyabi_analytics._extras import needs
 from miyabi_analytics._notebook_files import kernel_url, notebook_path
 from miyabi_analytics._outputs import check_output_file
 from miyabi_analytics.errors import MiyabiError, ValidationError
@@ -85,6 +86,7 @@ def _output_path(output: str | os.PathLike[str] | None, fmt: str) -> Path:
     return check_output_file("output", output if output is not None else f"miyabi-report.{fmt}")
 
 
+@needs("report")
 def generate_report(
     url: str | URL | None = None,
     *,
@@ -112,6 +114,7 @@ def generate_report(
         notebook: Another report notebook with the same parameters (default: the shipped one).
 
     Raises:
+        MissingExtraError: The ``[report]`` extra is not installed (nothing was run or recorded).
         ValidationError: A bad parameter (nothing was run or recorded).
         ReportError: A cell raised, the kernel died or a cell timed out (recorded as failed).
     """
