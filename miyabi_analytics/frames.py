@@ -17,8 +17,11 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlalchemy import JSON, ColumnElement, Float, Integer, Numeric, String
 
-from miyabi_analytics._db.types import LONG_INTEGER_PATTERN, json_loads
+from miyabi_analytics._db.schema import logs
+from miyabi_analytics._db.types import LONG_INTEGER_PATTERN, UtcDateTime, UuidText, json_loads
+from miyabi_analytics._db.views import summary
 from miyabi_analytics.vocabulary import AGENT_CATEGORIES, AGENT_TYPES, LOG_LEVELS, ExecutionStatus
 
 __all__ = [
@@ -42,41 +45,45 @@ CATEGORY_DTYPE: Final = pd.CategoricalDtype(list(AGENT_CATEGORIES))
 STATUS_DTYPE: Final = pd.CategoricalDtype([s.value for s in ExecutionStatus])
 LEVEL_DTYPE: Final = pd.CategoricalDtype(list(LOG_LEVELS))
 
-SUMMARY_DTYPES: Final[Mapping[str, Any]] = {
-    "id": STR,
-    "repository_id": STR,
-    "user_id": STR,
+# Columns whose values are a vocabulary: categoricals of it, in its order.
+_VOCABULARY_DTYPES: Final[Mapping[str, Any]] = {
     "agent_type": AGENT_TYPE_DTYPE,
-    "issue_number": "Int64",
-    "status": STATUS_DTYPE,
-    "started_at": UTC_TS,
-    "completed_at": UTC_TS,
-    "error_message": STR,
-    "result": object,
-    "quality_score": "Int64",
-    "pr_number": "Int64",
-    "created_at": UTC_TS,
-    "updated_at": UTC_TS,
-    "duration_seconds": "float64",
     "agent_category": CATEGORY_DTYPE,
-    "competitors_analyzed": "Int64",
-    "market_size_usd": "Int64",
-    "growth_rate_percent": "float64",
-    "conversion_rate": "float64",
-    "target_audience_size": "Int64",
-    "estimated_revenue_usd": "Int64",
-    "engagement_score": "Int64",
-    "reach_estimate": "Int64",
-    "roi_percent": "float64",
+    "status": STATUS_DTYPE,
+    "log_level": LEVEL_DTYPE,
 }
 
+
+def dtype_of(column: ColumnElement[Any]) -> Any:
+    """The pandas dtype a column reads as, from its name (a vocabulary) or its SQL type.
+
+    The one type map: uuids and text as strings, timestamps as UTC, integers as nullable
+    ``Int64`` (any column may be NULL in a view's outer join), floats as ``float64``, JSON
+    documents as Python objects.
+    """
+    name: str | None = getattr(column, "name", None)
+    if name is not None and name in _VOCABULARY_DTYPES:
+        return _VOCABULARY_DTYPES[name]
+    sql_type = column.type
+    if isinstance(sql_type, UtcDateTime):
+        return UTC_TS
+    if isinstance(sql_type, UuidText | String):  # Text is a String
+        return STR
+    if isinstance(sql_type, Integer):
+        return "Int64"
+    if isinstance(sql_type, Float | Numeric):
+        return "float64"
+    if isinstance(sql_type, JSON):
+        return object
+    raise TypeError(f"no dtype for {name} ({sql_type!r})")
+
+
+SUMMARY_DTYPES: Final[Mapping[str, Any]] = {c.name: dtype_of(c) for c in summary.columns}
+"""``read_summary``'s columns and dtypes: the view's columns (the summary module's select)."""
+
 LOG_DTYPES: Final[Mapping[str, Any]] = {
-    "id": STR,
-    "execution_id": STR,
-    "log_level": LEVEL_DTYPE,
-    "message": STR,
-    "metadata": object,
-    "logged_at": UTC_TS,
+    name: dtype_of(logs.c[name])
+    for name in ("id", "execution_id", "log_level", "message", "metadata", "logged_at")
 }
 
 

@@ -14,7 +14,7 @@ from miyabi_analytics._db.summary import agent_category_of
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import SummaryFilters
-from miyabi_analytics.frames import AGENT_TYPE_DTYPE, CATEGORY_DTYPE, STR, UTC_TS, to_frame
+from miyabi_analytics.frames import SUMMARY_DTYPES, UTC_TS, to_frame
 
 __all__ = [
     "BY_COLUMNS",
@@ -30,12 +30,10 @@ __all__ = [
 ]
 
 BY_COLUMNS: Final[Mapping[str, Any]] = {
-    "agent_type": AGENT_TYPE_DTYPE,
-    "agent_category": CATEGORY_DTYPE,
-    "repository_id": STR,
-    "user_id": STR,
+    name: SUMMARY_DTYPES[name]
+    for name in ("agent_type", "agent_category", "repository_id", "user_id")
 }
-"""The columns an aggregate can group by, with their dtypes."""
+"""The columns an aggregate can group by, with their dtypes (read_summary's)."""
 
 _KEY_EXPRESSIONS: Final[Mapping[str, ColumnElement[Any]]] = {
     "agent_type": executions.c.agent_type,
