@@ -15,8 +15,8 @@ Either way the batches have exactly the schema asked for, with the SELECT's colu
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
-from typing import Any, Protocol
+from collections.abc import Generator
+from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import Connection, Engine, Select
@@ -24,32 +24,20 @@ from sqlalchemy import Connection, Engine, Select
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.fastread.postgres import PostgresBatches
 from miyabi_analytics._db.fastread.rows import DEFAULT_CHUNK, UUID_BYTES, RowBatches
+from miyabi_analytics._db.fastread.source import BatchRead, BatchSource
 from miyabi_analytics._db.fastread.sqlite import SqliteFileBatches, sqlite_file
 from miyabi_analytics._db.fastread.wire import select_for_arrow, uuid_text
 
 __all__ = [
     "DEFAULT_CHUNK",
     "UUID_BYTES",
+    "BatchRead",
     "BatchSource",
     "record_batches",
     "select_for_arrow",
     "source_for",
     "uuid_text",
 ]
-
-
-class BatchSource(Protocol):
-    """One way of running a SELECT and handing its rows back as Arrow record batches."""
-
-    def batches(
-        self,
-        stmt: Select[Any],
-        schema: pa.Schema,
-        chunksize: int | None,
-        rows: Select[Any] | None,
-    ) -> Iterator[pa.RecordBatch]:
-        """``stmt``'s rows as batches of ``schema``: see :func:`record_batches`."""
-        ...
 
 
 def source_for(bind: Engine | Connection, chunksize: int | None) -> BatchSource:
@@ -83,4 +71,4 @@ def record_batches(
     read, selects one row per row of ``stmt`` more cheaply: SQLite counts them to choose its way.
     Nothing runs until the first batch is asked for; closing the generator stops the read.
     """
-    yield from source_for(bind, chunksize).batches(stmt, schema, chunksize, rows)
+    yield from source_for(bind, chunksize).batches(BatchRead(stmt, schema, chunksize, rows))

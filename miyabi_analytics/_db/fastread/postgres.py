@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import DBAPIError
 
 from miyabi_analytics._db.fastread.rows import prefetched, rechunk, row_batches
+from miyabi_analytics._db.fastread.source import BatchRead
 from miyabi_analytics._db.scope import SCOPE_SETTING
 from miyabi_analytics._db.tx import begin
 
@@ -85,15 +86,9 @@ class PostgresBatches:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def batches(
-        self,
-        stmt: Select[Any],
-        schema: pa.Schema,
-        chunksize: int | None,
-        rows: Select[Any] | None,
-    ) -> Iterator[pa.RecordBatch]:
-        """``stmt``'s rows in ``chunksize`` batches (``rows`` is not needed here)."""
-        return pg_batches(self._engine, stmt, schema, chunksize)
+    def batches(self, read: BatchRead) -> Iterator[pa.RecordBatch]:
+        """``read``'s rows in ``chunksize`` batches (``rows`` is not needed here)."""
+        return pg_batches(self._engine, read.stmt, read.schema, read.chunksize)
 
 
 def pg_batches(

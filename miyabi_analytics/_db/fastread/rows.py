@@ -17,6 +17,7 @@ from typing import Any, Final
 import pyarrow as pa
 from sqlalchemy import Connection, Engine, Select
 
+from miyabi_analytics._db.fastread.source import BatchRead
 from miyabi_analytics._db.tx import begin
 
 __all__ = [
@@ -137,15 +138,9 @@ class RowBatches:
     def __init__(self, bind: Engine | Connection) -> None:
         self._bind = bind
 
-    def batches(
-        self,
-        stmt: Select[Any],
-        schema: pa.Schema,
-        chunksize: int | None,
-        rows: Select[Any] | None,
-    ) -> Iterator[pa.RecordBatch]:
-        """``stmt``'s rows, in ``chunksize`` batches (``rows`` is not needed here)."""
-        return row_batches(self._bind, stmt, schema, chunksize)
+    def batches(self, read: BatchRead) -> Iterator[pa.RecordBatch]:
+        """``read``'s rows, in ``chunksize`` batches (``rows`` is not needed here)."""
+        return row_batches(self._bind, read.stmt, read.schema, read.chunksize)
 
 
 def row_batches(

@@ -43,6 +43,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.fastread import sqlite_child
 from miyabi_analytics._db.fastread.rows import cast_batch, prefetched, row_batches
+from miyabi_analytics._db.fastread.source import BatchRead
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._db.types import UtcDateTime
 
@@ -82,15 +83,9 @@ class SqliteFileBatches:
     def __init__(self, engine: Engine, path: str) -> None:
         self._engine, self._path = engine, path
 
-    def batches(
-        self,
-        stmt: Select[Any],
-        schema: pa.Schema,
-        chunksize: int | None,
-        rows: Select[Any] | None,
-    ) -> Iterator[pa.RecordBatch]:
-        """All of ``stmt``'s rows, unordered, as the driver delivers them (no ``chunksize``)."""
-        return sqlite_batches(self._engine, stmt, schema, self._path, rows)
+    def batches(self, read: BatchRead) -> Iterator[pa.RecordBatch]:
+        """All of ``read``'s rows, unordered, as the driver delivers them (no ``chunksize``)."""
+        return sqlite_batches(self._engine, read.stmt, read.schema, self._path, read.rows)
 
 
 def sqlite_batches(
