@@ -11,9 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from datetime import datetime
+from itertools import islice
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import IntegrityError
 
 from miyabi_analytics._db.bulk import encoder, existing_rows, insert_rows, update_rows
@@ -183,16 +184,8 @@ def save_analysis_metrics_many(
     """``ExecutionStore.save_analysis_metrics_many``: each row stamped as its batch fills."""
     size = as_int("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
     items = bulk_argument("entries", entries, "MetricsEntry or (execution_id, metrics)")
-    rows: list[dict[str, Any]] = []
-    total = 0
-    for index, item in enumerate(items):
-        rows.append(metrics_row(index, item, _shared.now()))
-        if len(rows) == size:
-            total += insert_children(bind, analytics, rows, with_agent_type=True, retry=retry)
-            rows = []
-    if rows:
-        total += insert_children(bind, analytics, rows, with_agent_type=True, retry=retry)
-    return total
+    rows = (metrics_row(index, item, _shared.now()) for index, item in enumerate(items))
+    return _insert_batches(bind, analytics, rows, size, with_agent_type=True, retry=retry)
 
 
 def log_many(
@@ -205,14 +198,23 @@ def log_many(
     """``ExecutionStore.log_many``: one timestamp for every line that brings none."""
     size = as_int("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
     items = bulk_argument("entries", entries, "LogEntry records")
-    rows: list[dict[str, Any]] = []
-    total = 0
     now = _shared.now()
-    for index, item in enumerate(items):
-        rows.append(log_row(index, item, now))
-        if len(rows) == size:
-            total += insert_children(bind, logs, rows, with_agent_type=False, retry=retry)
-            rows = []
-    if rows:
-        total += insert_children(bind, logs, rows, with_agent_type=False, retry=retry)
+    rows = (log_row(index, item, now) for index, item in enumerate(items))
+    return _insert_batches(bind, logs, rows, size, with_agent_type=False, retry=retry)
+
+
+def _insert_batches(
+    bind: Engine | Connection,
+    table: Table,
+    rows: Iterable[dict[str, Any]],
+    size: int,
+    *,
+    with_agent_type: bool,
+    retry: RetryPolicy,
+) -> int:
+    """Insert ``rows`` ``size`` at a time; each row is made as its batch fills (lazily)."""
+    total = 0
+    pending = iter(rows)
+    while batch := list(islice(pending, size)):
+        total += insert_children(bind, table, batch, with_agent_type=with_agent_type, retry=retry)
     return total
