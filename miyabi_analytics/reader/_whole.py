@@ -123,13 +123,13 @@ def _read_sorted(
                 schema=kept.schema,
             ))
             del batch, kept, fetched
-    table = pa.Table.from_batches(plain, schema=pa.schema(f for f in full if f.name not in special))
-    plain.clear()
-    return _reordered(table, spec, special, pieces, latest=latest, convert=convert)
+    schema = pa.schema(f for f in full if f.name not in special)
+    return _reordered(plain, schema, spec, special, pieces, latest=latest, convert=convert)
 
 
 def _reordered(
-    table: pa.Table,
+    plain: list[pa.RecordBatch],
+    schema: pa.Schema,
     spec: Mapping[str, Any],
     special: Mapping[str, Any],
     pieces: dict[str, list[Any]],
@@ -137,10 +137,13 @@ def _reordered(
     latest: bool,
     convert: bool,
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """``table``'s rows (and the converted ``pieces``) in read_summary's order, one per execution.
+    """The rows of ``plain`` (and the converted ``pieces``) in read_summary's order.
 
-    Consumes ``table`` and ``pieces``: each column's unsorted copy goes as its sorted one is made.
+    Consumes ``plain`` and ``pieces``: the batches are emptied out of the caller's list (which
+    holds no other reference), so each column's unsorted copy goes as its sorted one is made.
     """
+    table = pa.Table.from_batches(plain, schema=schema)
+    plain.clear()
     keys = [(k, "ascending", "at_end") for k in ORDER_KEYS]
     if latest:
         keys += [(k, "descending", "at_end") for k in LATEST_KEYS]
