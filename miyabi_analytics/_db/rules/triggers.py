@@ -5,6 +5,8 @@ Rules, the same for every writer and on both databases:
 1. **Guard.** An UPDATE that changes ``status`` along a move the lifecycle forbids is refused
    (:mod:`.lifecycle`); the row is left exactly as it was. An INSERT is not a move (a restored
    or back-filled row may be in any state); an UPDATE that keeps the status is never refused.
+   A new status outside the vocabulary is left to the CHECK constraint
+   ``ck_agent_executions_status_known``, which names itself.
 2. **Stamps.** A row entering ``running`` without ``started_at`` gets it now; entering
    ``completed`` or ``failed`` without ``completed_at`` gets that now (never before its
    ``started_at``). "Entering" is an INSERT in that status or an UPDATE that changes the status
@@ -53,6 +55,8 @@ _RUNNING: Final = ExecutionStatus.RUNNING.value
 _FINISHED: Final = tuple(s.value for s in ExecutionStatus if s.is_terminal)
 _FINISHED_SQL: Final = ", ".join(repr(s) for s in _FINISHED)
 _CHANGED: Final = "OLD.status IS DISTINCT FROM NEW.status"
+# A status outside the vocabulary is the CHECK constraint's to refuse, with its own name.
+_KNOWN: Final = f"NEW.status IN ({', '.join(repr(s.value) for s in ExecutionStatus)})"
 
 
 def _needs_start(row: str = "NEW") -> str:
@@ -124,7 +128,8 @@ $$""",
         # The WHEN clauses decide without calling the function: a legal move, a row with its
         # timestamps, or an UPDATE that sets updated_at costs no PL/pgSQL call.
         f"CREATE TRIGGER {GUARD} BEFORE UPDATE OF status ON {TABLE} FOR EACH ROW "
-        f"WHEN ({_CHANGED} AND NOT {legal_move_sql()}) EXECUTE FUNCTION {refuse}()",
+        f"WHEN ({_CHANGED} AND {_KNOWN} AND NOT {legal_move_sql()}) "
+        f"EXECUTE FUNCTION {refuse}()",
         f"CREATE TRIGGER {STAMP_INSERT} BEFORE INSERT ON {TABLE} FOR EACH ROW "
         f"WHEN ({_needs_start()} OR {_needs_end()}) EXECUTE FUNCTION {stamp}()",
         f"CREATE TRIGGER {STAMP_UPDATE} BEFORE UPDATE OF status ON {TABLE} FOR EACH ROW "
@@ -142,7 +147,7 @@ def _sqlite_ddl(columns: Sequence[str]) -> list[str]:
     end_at = f"max({now}, coalesce(started_at, {now}))"
     return [
         f"CREATE TRIGGER {GUARD} BEFORE UPDATE OF status ON {TABLE} FOR EACH ROW "
-        f"WHEN {changed} AND NOT {legal_move_sql()} "
+        f"WHEN {changed} AND {_KNOWN} AND NOT {legal_move_sql()} "
         f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}: legal moves are {describe_moves()}'); END",
         # Stamps and touch of an UPDATE in one statement, so neither fires the other.
         f"""CREATE TRIGGER {STAMP_UPDATE} AFTER UPDATE ON {TABLE} FOR EACH ROW
