@@ -352,3 +352,46 @@ def test_a_stored_pending_row_goes_through_running_in_one_batch(engine):
     assert record.status is ExecutionStatus.COMPLETED
     assert record.started_at is None  # the last record's None clears it, as one by one
     assert record.completed_at == done.completed_at
+
+
+# -- restore: an INSERT that puts an archived row back ----------------------------------------
+
+
+def test_restore_puts_back_rows_without_their_stamps_and_finished_ones(engine, tmp_path):
+    """Rows whose timestamps are missing (cleared, or stored before 0008) come back so."""
+    old = T0 - timedelta(days=400)
+    agent = ma.SalesAgent()
+    cleared = [
+        agent.builder(uuid.uuid4()).status("running").started_at(old).build(),
+        agent.builder(uuid.uuid4()).status("failed").started_at(old).build(),
+    ]
+    done = (
+        agent.builder(uuid.uuid4()).status("completed").started_at(old)
+        .completed_at(old + timedelta(seconds=3)).quality_score(60).build()
+    )
+    for record in [*cleared, done]:
+        agent.save_execution(engine, record)
+    with engine.begin() as conn:  # plain SQL clears the stamps (the status does not move)
+        for record in cleared:
+            values = {"id": record.id, "now": T0}
+            conn.execute(_bound(
+                "UPDATE agent_executions SET started_at = NULL, completed_at = NULL, "
+                "created_at = :now, updated_at = :now WHERE id = :id", values), values)
+    ids = [r.id for r in [*cleared, done]]
+    with engine.connect() as conn:
+        before = {key: raw_row(conn, key) for key in ids}
+    for record in cleared:
+        assert stored(engine, record.id).started_at is None
+
+    report = ma.retention.purge(engine, "90d", archive_dir=tmp_path / "archive")
+    assert report.executions == 3
+    assert ma.retention.restore(engine, tmp_path / "archive", ids) == 3
+    with engine.connect() as conn:
+        after = {key: raw_row(conn, key) for key in ids}
+    if Dialect.of(engine).is_postgresql:  # the row text (the row version changes, of course)
+        assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
+    else:  # everything but the rowid, a new row's
+        assert {k: v[1:] for k, v in after.items()} == {k: v[1:] for k, v in before.items()}
+    for record in cleared:
+        back = stored(engine, record.id)
+        assert (back.started_at, back.completed_at, back.updated_at) == (None, None, T0)
