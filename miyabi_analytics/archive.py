@@ -25,6 +25,7 @@ from miyabi_analytics._archive_parts import (
     read_part,
     reflect_tables,
 )
+from miyabi_analytics._db.rules.restore import unstamp
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._validate import as_uuid
@@ -118,6 +119,8 @@ def restore(
                 values = from_arrow(tables[base.name], rows[base.name])
                 if values:
                     conn.execute(insert(tables[base.name].table), values)
+                if base is executions:
+                    unstamp(conn, values)  # exactly as archived, missing timestamps too
         by_batch: dict[str, tuple[layout.Batch, list[uuid.UUID]]] = {}
         for execution_id, batch in chosen.items():
             by_batch.setdefault(batch.name, (batch, []))[1].append(execution_id)

@@ -41,7 +41,11 @@ class ValidationError(MiyabiError, ValueError):
 
 
 class InvalidStatusTransition(ValidationError):  # noqa: N818 (name fixed by the contract)
-    """A save would move a stored execution backwards; the stored row is unchanged."""
+    """A save would move a stored execution backwards; the stored row is unchanged.
+
+    The store checks first; the database's lifecycle guard (SQLSTATE ``23M01`` on PostgreSQL)
+    refuses any move the store's check missed, and that refusal is raised as this error too.
+    """
 
     def __init__(self, execution_id: object, current: str, requested: str) -> None:
         MiyabiError.__init__(self, execution_id, current, requested)

@@ -121,6 +121,8 @@ class ExecutionStatus(StrEnum):
         return tuple(s for s in ExecutionStatus if s.can_transition_to(self))
 
 
+# The database's lifecycle guard is generated from this table (``_db/rules/lifecycle.py``, revision
+# 0008): a change here needs a revision that creates the triggers again.
 _NEXT: Final[Mapping[ExecutionStatus, frozenset[ExecutionStatus]]] = {
     ExecutionStatus.PENDING: frozenset({ExecutionStatus.RUNNING, ExecutionStatus.FAILED}),
     ExecutionStatus.RUNNING: frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED}),

@@ -18,8 +18,9 @@ bulk path asks ``write`` for that, a bounded number of times).
 ``PERMANENT``, raised at once, everything else: a connection that could not be opened (bad URL,
 unknown host, refused connection, authentication failure, database does not exist: psycopg gives
 these no SQLSTATE, and a few hundred milliseconds fix none of them), undefined table (42P01) or
-column (42703), syntax errors (42601), permission denied (42501), integrity and check violations,
-bad data, SQLite's "unable to open database file" or "no such table", our own errors.
+column (42703), syntax errors (42601), permission denied (42501), integrity and check violations
+(the lifecycle guard's 23M01 among them: the move is refused whatever the timing), bad data,
+SQLite's "unable to open database file" or "no such table", our own errors.
 
 A retry is only sound when the whole transaction is ours: ``write`` retries with an ``Engine``,
 never inside a transaction a caller opened on a ``Connection`` (that transaction is already lost).

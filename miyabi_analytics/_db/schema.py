@@ -1,4 +1,10 @@
-"""Tables of the schema, as SQLAlchemy Core metadata (what ``alembic check`` compares against)."""
+"""Tables of the schema, as SQLAlchemy Core metadata (what ``alembic check`` compares against).
+
+The database's own rules (revision 0008: column defaults, the lifecycle guard, timestamp stamps
+and ``updated_at``) are not declared here: they are per-dialect SQL, defined once in
+:mod:`miyabi_analytics._db.rules`. ``alembic check`` compares neither server defaults nor
+triggers, and the store sends every value itself, so the models need not know them.
+"""
 
 from __future__ import annotations
 

@@ -14,11 +14,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
+from miyabi_analytics._db.rules import RefusedMove, refused_move
+from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.scope import scope_errors
+from miyabi_analytics._db.tx import begin
 from miyabi_analytics._validate import as_json
-from miyabi_analytics.errors import MiyabiError, ValidationError
+from miyabi_analytics.errors import InvalidStatusTransition, MiyabiError, ValidationError
+from miyabi_analytics.vocabulary import ExecutionStatus
 
-__all__ = ["belongs_to", "json_mapping", "now", "refusals", "storable", "stored"]
+__all__ = [
+    "belongs_to", "json_mapping", "moves_refused", "now", "refusals", "storable", "stored",
+]
 
 
 def now() -> datetime:
@@ -58,15 +64,63 @@ def refusals(
     value: object,
     *,
     data_errors: bool = True,
+    moves: Iterable[tuple[uuid.UUID, str]] = (),
 ) -> Iterator[None]:
     """A write's refusals as ValidationErrors: row-level security first, then stored values.
 
     ``records`` are the ``(execution id, repository id)`` pairs written, read only on a
-    failure; see ``scope_errors`` and :func:`storable`. Entered around each attempt of a
-    write, outside its transaction (``write``'s ``errors``).
+    failure; see ``scope_errors`` and :func:`storable`; ``moves`` see :func:`moves_refused`.
+    Entered around each attempt of a write, outside its transaction (``write``'s ``errors``).
     """
-    with scope_errors(bind, records), storable(field, value, data_errors=data_errors):
+    with (
+        moves_refused(bind, moves),
+        scope_errors(bind, records),
+        storable(field, value, data_errors=data_errors),
+    ):
         yield
+
+
+@contextmanager
+def moves_refused(
+    bind: Engine | Connection, moves: Iterable[tuple[uuid.UUID, str]]
+) -> Iterator[None]:
+    """The database's lifecycle guard refusing a move, as :class:`InvalidStatusTransition`.
+
+    The store checks every move first; this is for a write that reached the trigger anyway (a
+    check bypassed, a row changed by another writer in between). ``moves`` are the ``(id,
+    requested status)`` pairs written, read only on a refusal: PostgreSQL names the row and
+    both statuses, SQLite names none, so the stored statuses are read to find the refused one.
+    Entered outside the write's transaction, so that is rolled back before anything is read.
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        move = refused_move(exc)
+        if move is None:
+            raise
+        raise _transition(bind, move, moves) from exc
+
+
+def _transition(
+    bind: Engine | Connection, move: RefusedMove, moves: Iterable[tuple[uuid.UUID, str]]
+) -> InvalidStatusTransition:
+    if move.execution_id is not None and move.current is not None and move.requested:
+        try:
+            key: object = uuid.UUID(move.execution_id)
+        except ValueError:
+            key = move.execution_id
+        return InvalidStatusTransition(key, move.current, move.requested)
+    wanted = dict(moves)
+    with begin(bind) as conn:
+        rows = conn.execute(
+            select(executions.c.id, executions.c.status).where(executions.c.id.in_(wanted))
+        ).all()
+    for row in rows:
+        if not ExecutionStatus(row.status).can_transition_to(wanted[row.id]):
+            return InvalidStatusTransition(row.id, row.status, wanted[row.id])
+    # Not found again (changed meanwhile): say what was asked, without the stored status.
+    first = next(iter(wanted.items()), ("?", "?"))
+    return InvalidStatusTransition(first[0], "?", first[1])
 
 
 def belongs_to(agent_type: str, execution_id: uuid.UUID, owner: str) -> ValidationError:

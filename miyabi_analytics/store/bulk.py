@@ -14,7 +14,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, bindparam, update
 from sqlalchemy.exc import IntegrityError
 
 from miyabi_analytics._db.bulk import encoder, existing_rows, insert_rows, update_rows
@@ -66,6 +66,33 @@ def _execution_tuple(r: AgentExecutionResult, now: datetime) -> tuple[Any, ...]:
     )
 
 
+_STEP: Final = (
+    update(executions)
+    .where(executions.c.id == bindparam("key"))
+    .values(status=bindparam("step"))
+)
+
+
+def _steps_between(
+    execution_id: uuid.UUID, stored: str, path: Sequence[ExecutionStatus]
+) -> list[dict[str, Any]]:
+    """The statuses a stored row passes on the way to the last of ``path`` (checked in order).
+
+    The database refuses a move the lifecycle forbids (pending -> completed), so an id whose
+    batch goes pending -> running -> completed over a stored ``pending`` row takes the
+    ``running`` step first, with its stamps, as if saved one by one. Only the status is set:
+    the full row follows.
+    """
+    if not path or ExecutionStatus(stored).can_transition_to(path[-1]):
+        return []
+    steps, at = [], ExecutionStatus(stored)
+    for status in path[:-1]:
+        if status is not at:
+            steps.append({"key": execution_id, "step": status.value})
+            at = status
+    return steps
+
+
 def save_executions(
     bind: Engine | Connection,
     results: Iterable[AgentExecutionResult],
@@ -99,12 +126,14 @@ def _save_batch(
     # Keyed by the uuid's int: UUID.__hash__ is Python code, a measurable cost per row here.
     merged: dict[int, AgentExecutionResult] = {}
     firsts: dict[int, AgentExecutionResult] = {}  # of ids repeated in the batch
+    paths: dict[int, list[ExecutionStatus]] = {}  # their statuses, in order
     for record in batch:
         key = record.id.int
         previous = merged.get(key)
         if previous is not None:
             check_step(record, previous.status, previous.agent_type)
             firsts.setdefault(key, previous)
+            paths.setdefault(key, [previous.status]).append(record.status)
         merged[key] = record
 
     def save(conn: Connection) -> int:
@@ -119,6 +148,7 @@ def _save_batch(
         )
         stored = {stored_id.int: row for stored_id, row in found.items()}
         inserts, updates = [], []
+        steps: list[dict[str, Any]] = []
         for key, record in merged.items():
             current = stored.get(key) if stored else None
             if current is None:
@@ -127,8 +157,11 @@ def _save_batch(
             # The stored row moves to the batch's first record of the id, then on in order.
             check_step(firsts.get(key, record), current.status, current.agent_type)
             updates.append(_execution_tuple(record, now))
+            steps.extend(_steps_between(record.id, current.status, paths.get(key, [])))
         if inserts:
             insert_rows(conn, executions, map(encode, inserts))
+        if steps:
+            conn.execute(_STEP, steps)
         if updates:
             update_rows(conn, executions, [encode(row) for row in updates], _UPDATABLE)
         return len(batch)
@@ -147,6 +180,8 @@ def _save_batch(
             ((r.id, r.repository_id) for r in merged.values()),
             "results",
             f"batch of {len(batch)}",
+            # the step each stored row takes first: to its id's first record of the batch
+            moves=((r.id, r.status.value) for r in (firsts.get(k, m) for k, m in merged.items())),
         ),
     )
 

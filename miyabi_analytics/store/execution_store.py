@@ -52,8 +52,10 @@ class ExecutionStore:
         """Insert the execution, or update the stored one with the same id.
 
         An update replaces every column with the record's values (``None`` clears), keeps
-        ``created_at`` and sets ``updated_at``. A backwards status move raises
-        :class:`InvalidStatusTransition` and leaves the stored row exactly as it was.
+        ``created_at`` and sets ``updated_at``; but a row entering ``running`` without
+        ``started_at``, or ``completed``/``failed`` without ``completed_at``, gets it stamped by
+        the database (its rules, :mod:`miyabi_analytics._db.rules`). A backwards status move
+        raises :class:`InvalidStatusTransition` and leaves the stored row exactly as it was.
         """
         return executions.save_execution(self._bind, result, retry=self._retry)
 

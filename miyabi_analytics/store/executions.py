@@ -41,7 +41,12 @@ def save_execution(
         what="save_execution",
         policy=retry,
         errors=lambda: _shared.refusals(
-            bind, [(record.id, record.repository_id)], "result", record.result, data_errors=False
+            bind,
+            [(record.id, record.repository_id)],
+            "result",
+            record.result,
+            data_errors=False,
+            moves=[(record.id, record.status.value)],
         ),
     )
     return record.id

@@ -158,10 +158,12 @@ def test_never_started_running_executions_go_by_created_at(engine):
     store = ma.ExecutionStore(engine)
     record = running(engine, None)
     with engine.begin() as conn:
+        # Entering running stamps started_at (revision 0008): a never-started running row is
+        # one whose started_at was cleared afterwards (a re-save with None, plain SQL).
         conn.execute(
             update(executions)
             .where(executions.c.id == record.id)
-            .values(created_at=NOW - timedelta(days=2))
+            .values(created_at=NOW - timedelta(days=2), started_at=None)
         )
     assert store.count_stuck("1d") == 1
     assert store.reap("1d") == 1

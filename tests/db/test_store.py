@@ -253,7 +253,10 @@ def test_update_replaces_every_column(engine):
     )
     assert agent.save_execution(engine, second) == first.id
     loaded = ma.ExecutionStore(engine).get_execution(first.id)
-    assert without_stamps(loaded) == second
+    # None clears every column, but entering failed stamps a missing completed_at (0008).
+    assert loaded.completed_at is not None
+    assert loaded.completed_at >= saved_first.created_at
+    assert without_stamps(loaded) == dataclasses.replace(second, completed_at=loaded.completed_at)
     assert loaded.created_at == saved_first.created_at
     assert loaded.updated_at is not None
     assert saved_first.updated_at is not None

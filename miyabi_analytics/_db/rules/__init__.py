@@ -1,0 +1,39 @@
+"""The database's own rules (revision 0008): defaults, the lifecycle guard, stamps, updated_at.
+
+They hold for every writer of the tables, not only this package: see :mod:`.defaults` for the
+column defaults, :mod:`.triggers` for the triggers and their rules, :mod:`.lifecycle` for the
+legal moves and the refusal (SQLSTATE ``23M01`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from miyabi_analytics._db.rules.defaults import DEFAULTS, Default, now_sql, uuid_sql
+from miyabi_analytics._db.rules.lifecycle import (
+    GUARD,
+    LIFECYCLE_SQLSTATE,
+    MESSAGE,
+    RefusedMove,
+    allowed_moves,
+    describe_moves,
+    legal_move_sql,
+    refused_move,
+)
+from miyabi_analytics._db.rules.triggers import TRIGGERS, create_rules_ddl, drop_rules_ddl
+
+__all__ = [
+    "DEFAULTS",
+    "GUARD",
+    "LIFECYCLE_SQLSTATE",
+    "MESSAGE",
+    "TRIGGERS",
+    "Default",
+    "RefusedMove",
+    "allowed_moves",
+    "create_rules_ddl",
+    "describe_moves",
+    "drop_rules_ddl",
+    "legal_move_sql",
+    "now_sql",
+    "refused_move",
+    "uuid_sql",
+]
