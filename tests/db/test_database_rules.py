@@ -150,9 +150,8 @@ def test_plain_inserts_of_metrics_and_logs_get_ids_times_and_an_empty_document(e
     assert ma.business_metrics(engine, freq=None)["mean_engagement_score"].tolist() == [55.0]
 
 
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)  # the stored text forms
 def test_sqlite_defaults_are_in_the_stored_forms(engine, dialect):
-    if dialect != "sqlite":
-        pytest.skip("the stored text forms are SQLite's")
     with engine.begin() as conn:
         upstream_insert(conn, repository_id=uuid.uuid4(), agent_type="CRMAgent", status="pending")
         upstream_insert(conn, repository_id=uuid.uuid4(), agent_type="CRMAgent", status="pending")
