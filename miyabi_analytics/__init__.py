@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 from typing import Final as _Final
 
-from miyabi_analytics._extras import Extra as _Extra
-from miyabi_analytics._extras import needs as _needs
 from miyabi_analytics.errors import AggregateOverflowError as AggregateOverflowError
 from miyabi_analytics.errors import InvalidStatusTransition as InvalidStatusTransition
 from miyabi_analytics.errors import MiyabiError as MiyabiError
@@ -131,9 +129,6 @@ _EXPORTS: _Final[dict[str, tuple[str, ...]]] = {
 }
 """Where each lazily imported public name lives: module -> names."""
 _WHERE: _Final = {name: module for module, names in _EXPORTS.items() for name in names}
-_NEEDS: _Final[dict[str, _Extra]] = {"dashboard": "notebook"}
-"""Names that check their extra when called, so that a missing one fails in one line."""
-
 __all__ = [
     "AGENT_CATEGORIES",
     "AGENT_TYPES",
@@ -195,8 +190,6 @@ if not _TYPE_CHECKING:  # hidden from type checkers: a misspelt name stays a typ
         """Import a public name on first use, then keep it as a module global."""
         if name in _WHERE:
             value = getattr(_importlib.import_module(_WHERE[name]), name)
-            if name in _NEEDS:
-                value = _needs(_NEEDS[name])(value)
         elif name == "__version__":
             from miyabi_analytics._version import package_version
 

@@ -314,9 +314,9 @@ class DashboardModel:
             "stuck": (_stuck_count, {}),
         }
         if before is not None:
-            jobs.update(totals_queries(
-                {"filters": before.summary_filters()}, prefix="before.", durations=False
-            ))
+            jobs.update(
+                totals_queries(before.summary_filters(), prefix="before.", durations=False)
+            )
         results = self._query_all(jobs)
         business = results["business"]
         results["business"] = business[business["period"].notna()].reset_index(drop=True)

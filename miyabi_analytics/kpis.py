@@ -16,7 +16,7 @@ the executions' latest analytics rows) and the mean ROI.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Final, Unpack
 
@@ -108,16 +108,16 @@ def _first(name: str, frame: pd.DataFrame | None, column: str) -> float | None:
 
 
 def totals_queries(
-    filters: Mapping[str, Any], *, prefix: str = "", durations: bool = True
+    filters: SummaryFilters, *, prefix: str = "", durations: bool = True
 ) -> dict[str, Query]:
     """The aggregate queries :func:`totals_of` needs, keyed ``<prefix><argument name>``.
 
     Args:
-        filters: Keyword filters of the aggregates (``since``, ``until``, ``agent_types``...).
+        filters: The selection, validated once; every query gets the same object.
         prefix: Put before each key, to run them with other queries in one batch.
         durations: Also the durations (the dashboard shows none: one query less).
     """
-    where = dict(filters)
+    where = {"filters": filters}
     jobs: dict[str, Query] = {
         f"{prefix}success": (aggregates.success_rates, {"by": None, **where}),
         f"{prefix}quality": (aggregates.quality_trend, {"by": None, "freq": None, **where}),
@@ -178,8 +178,8 @@ def totals(
     Raises:
         ValidationError: A bad filter.
     """
-    where = {"filters": SummaryFilters.of(filters, **filter_args)}
-    frames = {key: run(bind, **args) for key, (run, args) in totals_queries(where).items()}
+    queries = totals_queries(SummaryFilters.of(filters, **filter_args))
+    frames = {key: run(bind, **args) for key, (run, args) in queries.items()}
     return totals_of(**frames)
 
 

@@ -39,7 +39,7 @@ from miyabi_analytics._dashboard import (
 )
 from miyabi_analytics._dashboard_parts import _date_of, _header, _kpi_html, replace_figure
 from miyabi_analytics._db.engine import mask_url
-from miyabi_analytics._extras import require
+from miyabi_analytics._extras import needs, require
 from miyabi_analytics.errors import MiyabiError, ValidationError
 from miyabi_analytics.notebook import shown_url
 from miyabi_analytics.vocabulary import AGENT_CATEGORIES, AGENT_TYPES, agent_category
@@ -298,6 +298,7 @@ def dashboard_view(
     return DashboardView(model)
 
 
+@needs("notebook")  # before anything runs: one line naming the extra
 def dashboard(
     engine: Engine,
     *,
