@@ -23,7 +23,9 @@ __all__ = [
     "INT32_MAX",
     "INT64_MAX",
     "LOG_LEVELS",
+    "LOG_LEVEL_ALIASES",
     "METRIC_COLUMNS",
+    "OTHER_CATEGORY",
     "TYPED_METRICS",
     "Category",
     "ExecutionStatus",
@@ -68,6 +70,8 @@ CATEGORY_OF: Final[Mapping[str, Category]] = {
     t: category for category, types in _BY_CATEGORY.items() for t in types
 }
 """Each agent type's category: the one mapping the view, the reader and the aggregates share."""
+OTHER_CATEGORY: Final = "other"
+"""The category read for an agent type outside the 15 (the fleet's other agents share the table)."""
 
 
 def check_agent_type(agent_type: object, field: str = "agent_type") -> str:
@@ -133,6 +137,8 @@ _NEXT: Final[Mapping[ExecutionStatus, frozenset[ExecutionStatus]]] = {
 # -- log levels -----------------------------------------------------------------------------
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+LOG_LEVEL_ALIASES: Final[Mapping[str, str]] = {"warn": "warning"}
+"""Stored spellings other writers use (the upstream agents write ``warn``) and how they read."""
 
 
 def check_log_level(level: object) -> str:
