@@ -72,11 +72,22 @@ def _parser() -> argparse.ArgumentParser:
     cmd = commands.add_parser("migrate", help="upgrade the schema")
     cmd.add_argument("--url", help=url_help)
     cmd.add_argument("--revision", default="head", help="target revision (default: head)")
+    cmd.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print one line per change it would make (adopting an upstream Miyabi database "
+        "included), change nothing",
+    )
     cmd.set_defaults(handler=_migrate)
 
     cmd = commands.add_parser("downgrade", help="downgrade the schema")
     cmd.add_argument("--url", help=url_help)
-    cmd.add_argument("--revision", required=True, help="target revision ('base' drops all)")
+    cmd.add_argument(
+        "--revision",
+        required=True,
+        help="target revision ('base' drops all; 'upstream' gives an adopted Miyabi database "
+        "its upstream shape back)",
+    )
     cmd.set_defaults(handler=_downgrade)
 
     cmd = commands.add_parser(
@@ -185,8 +196,13 @@ def _port(text: str) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     engine = connect(args.url)
     try:
-        migrate(engine, args.revision)
-        print(f"{mask_url(engine.url)} is at revision {current_revision(engine)}")
+        lines = migrate(engine, args.revision, dry_run=args.dry_run)
+        for line in lines:
+            print(line)
+        if args.dry_run:
+            print(f"dry run: {len(lines)} change(s) planned, nothing was changed")
+        else:
+            print(f"{mask_url(engine.url)} is at revision {current_revision(engine)}")
     finally:
         engine.dispose()
     return 0
@@ -195,8 +211,13 @@ def _migrate(args: argparse.Namespace) -> int:
 def _downgrade(args: argparse.Namespace) -> int:
     engine = connect(args.url)
     try:
-        downgrade(engine, args.revision)
-        print(f"{mask_url(engine.url)} is at revision {current_revision(engine) or 'base'}")
+        for line in downgrade(engine, args.revision):
+            print(line)
+        revision = current_revision(engine)
+        if revision is None and args.revision == "upstream":
+            print(f"{mask_url(engine.url)} has its upstream Miyabi shape again")
+        else:
+            print(f"{mask_url(engine.url)} is at revision {revision or 'base'}")
     finally:
         engine.dispose()
     return 0

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from miyabi_analytics._db.adopt import is_adopted
 from miyabi_analytics._db.summary import Tie, drop_view_ddl, view_ddl
 from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
+from miyabi_analytics.errors import SchemaError
 
 revision: str = "0001_initial"
 down_revision: str | None = None
@@ -108,6 +110,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if is_adopted(op.get_bind()):
+        # These tables were upstream Miyabi's before they were ours: dropping them would lose
+        # upstream's data. `downgrade --revision upstream` gives the database back instead.
+        raise SchemaError(
+            "refusing to downgrade below 0001_initial: this database was adopted from upstream "
+            "Miyabi and its tables hold upstream's data; downgrade to 'upstream' instead"
+        )
     op.execute(drop_view_ddl())
     op.drop_table("agent_execution_logs")
     op.drop_table("business_agent_analytics")

@@ -17,8 +17,10 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import URL, Connection, Engine, func, select
 
+from miyabi_analytics._db import adopt
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.engine import connect
+from miyabi_analytics._db.summary import Tie, view_ddl
 from miyabi_analytics.errors import SchemaError, ValidationError
 
 __all__ = [
@@ -29,6 +31,9 @@ __all__ = [
     "migrate",
     "run_locked",
 ]
+
+UPSTREAM: Final = "upstream"
+"""The downgrade target that gives an adopted database its upstream Miyabi shape back."""
 
 # Any constant works: it only has to be the same for every process migrating this database.
 _PG_LOCK_KEY: Final = 0x6D69796162692D6D  # "miyabi-m"
@@ -162,36 +167,151 @@ def _revision_reason(script: ScriptDirectory, exc: Exception) -> str:
 def _run_command(
     engine_or_url: Engine | str | URL | None,
     revision: str,
-    action: Callable[[Config, str], None],
-) -> None:
+    action: Callable[[Config, str, Connection], list[str]],
+) -> list[str]:
     target = check_revision(revision)
     cfg = _config()
+    lines: list[str] = []
     with _engine_for(engine_or_url) as engine:
 
         def body(conn: Connection) -> None:
             cfg.attributes["connection"] = conn
             try:
-                action(cfg, target)
+                lines.extend(action(cfg, target, conn))
             except (RevisionError, CommandError) as exc:  # e.g. "-1" below base: rolled back
                 script = ScriptDirectory.from_config(cfg)
                 raise ValidationError("revision", revision, _revision_reason(script, exc)) from None
 
         run_locked(engine, body)
+    return lines
 
 
-def migrate(engine_or_url: Engine | str | URL | None = None, revision: str = "head") -> None:
+def _adopted_view_sql(conn: Connection) -> str:
+    """Revision 0001's view, which adoption creates in place of upstream's."""
+    return view_ddl(conn.dialect, tie=Tie.ID)
+
+
+def _pending(cfg: Config, start: str | None, target: str) -> list[str]:
+    """One line per revision an upgrade from ``start`` to ``target`` would apply, oldest first."""
+    script = ScriptDirectory.from_config(cfg)
+    revisions = script.iterate_revisions(target, start or "base")
+    return [f"apply revision {rev.revision}: {rev.doc}" for rev in reversed(list(revisions))]
+
+
+def _upgrade(cfg: Config, target: str, conn: Connection, *, dry_run: bool) -> list[str]:
+    """Adopt an upstream database first if that is what this is, then upgrade; the lines."""
+    lines: list[str] = []
+    kind = adopt.classify(conn)
+    start = current_revision(conn)
+    if kind is adopt.Kind.UPSTREAM:
+        steps = adopt.adoption_steps(conn, _adopted_view_sql(conn))
+        lines += [step.line for step in steps]
+        lines.append(f"record the database as at revision {adopt.ADOPTED_REVISION}")
+        if not dry_run:
+            for step in steps:
+                step.run(conn)
+            command.stamp(cfg, adopt.ADOPTED_REVISION)
+        start = adopt.ADOPTED_REVISION
+    lines += _pending(cfg, start, target)
+    revalidate = kind is adopt.Kind.OURS and adopt.is_adopted(conn)
+    if dry_run:
+        return lines + ([step.line for step in adopt.validation_steps(conn)] if revalidate else [])
+    command.upgrade(cfg, target)
+    if revalidate:  # the rules adoption left NOT VALID, once the rows allow them
+        for step in adopt.validation_steps(conn):
+            step.run(conn)
+            lines.append(step.line)
+    return lines
+
+
+def migrate(
+    engine_or_url: Engine | str | URL | None = None,
+    revision: str = "head",
+    *,
+    dry_run: bool = False,
+) -> list[str]:
     """Upgrade the schema to ``revision``; idempotent and safe to call from several processes.
 
+    A database the upstream Miyabi migrations created (their tables, no alembic version) is
+    adopted in place first (:mod:`miyabi_analytics._db.adopt`): what is ours is added, theirs
+    is kept, no stored row is rewritten. Rules the stored rows break are left ``NOT VALID``
+    and validated by a later call once the data allows.
+
+    Returns one line per change made, or with ``dry_run`` that would be made (nothing is
+    written then, not even a new SQLite file).
+
     Raises:
         ValidationError: ``revision`` is not one alembic can resolve (nothing is written).
+        SchemaError: the database is neither empty, ours nor upstream's (nothing is written).
     """
-    _run_command(engine_or_url, revision, command.upgrade)
+    if dry_run:
+        return _dry_run(engine_or_url, revision)
+
+    def action(cfg: Config, target: str, conn: Connection) -> list[str]:
+        return _upgrade(cfg, target, conn, dry_run=False)
+
+    return _run_command(engine_or_url, revision, action)
 
 
-def downgrade(engine_or_url: Engine | str | URL | None, revision: str) -> None:
+def _dry_run(engine_or_url: Engine | str | URL | None, revision: str) -> list[str]:
+    target = check_revision(revision)
+    cfg = _config()
+    with _engine_for(engine_or_url) as engine:
+        if _missing_sqlite_file(engine):
+            create = f"create the SQLite database {engine.url.database}"
+            return [create, *_pending(cfg, None, target)]
+        with engine.connect() as conn, conn.begin() as tx:
+            try:
+                _refuse_newer_schema(conn)
+                return _upgrade(cfg, target, conn, dry_run=True)
+            except (RevisionError, CommandError) as exc:
+                script = ScriptDirectory.from_config(cfg)
+                raise ValidationError("revision", revision, _revision_reason(script, exc)) from None
+            finally:
+                tx.rollback()
+
+
+def _missing_sqlite_file(engine: Engine) -> bool:
+    database = engine.url.database
+    if Dialect.of(engine) is not Dialect.SQLITE or not database or database == ":memory:":
+        return False
+    return not Path(database).exists()
+
+
+def downgrade(engine_or_url: Engine | str | URL | None, revision: str) -> list[str]:
     """Downgrade the schema to ``revision`` (``base`` removes every table).
 
+    ``"upstream"`` gives a database adopted from upstream Miyabi its upstream shape back, with
+    every row; ``base`` is refused there, as it would drop upstream's tables.
+
     Raises:
-        ValidationError: ``revision`` is not one alembic can resolve (nothing is written).
+        ValidationError: ``revision`` is not one alembic can resolve, or ``upstream`` on a
+            database that was not adopted (nothing is written).
     """
-    _run_command(engine_or_url, revision, command.downgrade)
+    if revision == UPSTREAM:
+        return _give_back(engine_or_url)
+
+    def action(cfg: Config, target: str, conn: Connection) -> list[str]:
+        command.downgrade(cfg, target)
+        return []
+
+    return _run_command(engine_or_url, revision, action)
+
+
+def _give_back(engine_or_url: Engine | str | URL | None) -> list[str]:
+    cfg = _config()
+    lines: list[str] = []
+    with _engine_for(engine_or_url) as engine:
+
+        def body(conn: Connection) -> None:
+            if not adopt.is_adopted(conn):
+                raise ValidationError(
+                    "revision", UPSTREAM, "this database was not adopted from upstream Miyabi"
+                )
+            cfg.attributes["connection"] = conn
+            lines.extend(adopt.drop_added_constraints(conn))
+            command.downgrade(cfg, adopt.ADOPTED_REVISION)
+            lines.extend(adopt.undo_adoption(conn))
+
+        run_locked(engine, body)
+    return lines
