@@ -71,7 +71,16 @@ def _sqlite_document(row: str) -> str:
 
 
 def _sqlite_is_object(row: str) -> str:
-    return f"(CASE WHEN json_valid({row}.result) THEN json_type({row}.result, '$.{KEY}') END)"
+    """The type of the metrics value, or NULL; a text search for the key before any parse.
+
+    SQLite evaluates a trigger's WHEN for every row written: parsing every document of the
+    store's bulk writes would cost more than finding the key absent (a key spelled with
+    escapes is not seen).
+    """
+    return (
+        f"(CASE WHEN instr({row}.result, '\"{KEY}\"') > 0 AND json_valid({row}.result) "
+        f"THEN json_type({row}.result, '$.{KEY}') END)"
+    )
 
 
 def _pg_typed(row: str, name: str, spec: IntColumn | RateColumn) -> str:
