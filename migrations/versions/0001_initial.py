@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from miyabi_analytics._db.adopt import is_adopted
-from miyabi_analytics._db.summary import Tie, drop_view_ddl, view_ddl
+from miyabi_analytics._db.summary import Shape, Tie, drop_view_ddl, view_ddl
 from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
 from miyabi_analytics.errors import SchemaError
 
@@ -23,9 +23,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # The view as the summary defines it, with this revision's tie-break between analytics rows of
-# one created_at (the larger id; 0007_write_order makes it the write order).
+# one created_at (the larger id; 0007_write_order makes it the write order) and its columns.
 def _view_sql() -> str:
-    return view_ddl(op.get_bind().dialect, tie=Tie.ID)
+    return view_ddl(op.get_bind().dialect, tie=Tie.ID, shape=Shape.ORIGINAL)
 
 
 def upgrade() -> None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from alembic import op
 
 from miyabi_analytics._db.dialect import Dialect
-from miyabi_analytics._db.summary import Tie, view_ddl
+from miyabi_analytics._db.summary import Shape, Tie, view_ddl
 
 revision: str = "0003_row_level_security"
 down_revision: str | None = "0002_report_runs"
@@ -51,7 +51,11 @@ def _pg_view_sql(*, security_invoker: bool) -> str:
     Without it, ``CREATE OR REPLACE`` also clears the option (PostgreSQL replaces the options).
     """
     return view_ddl(
-        op.get_bind().dialect, tie=Tie.ID, replace=True, security_invoker=security_invoker
+        op.get_bind().dialect,
+        tie=Tie.ID,
+        shape=Shape.ORIGINAL,
+        replace=True,
+        security_invoker=security_invoker,
     )
 
 

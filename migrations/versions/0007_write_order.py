@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from miyabi_analytics._db.dialect import Dialect
-from miyabi_analytics._db.summary import Tie, drop_view_ddl, view_ddl
+from miyabi_analytics._db.summary import Shape, Tie, drop_view_ddl, view_ddl
 
 revision: str = "0007_write_order"
 down_revision: str | None = "0006_bucket_statistics"
@@ -228,8 +228,10 @@ def _view_sql(dialect: str, tie: Tie) -> str:
     """
     bind = op.get_bind()
     if dialect == Dialect.POSTGRESQL:
-        return view_ddl(bind.dialect, tie=tie, replace=True, security_invoker=True)
-    return view_ddl(bind.dialect, tie=tie)
+        return view_ddl(
+            bind.dialect, tie=tie, shape=Shape.ORIGINAL, replace=True, security_invoker=True
+        )
+    return view_ddl(bind.dialect, tie=tie, shape=Shape.ORIGINAL)
 
 
 # -- upgrade / downgrade -----------------------------------------------------------------------

@@ -34,7 +34,7 @@ from alembic import op
 
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.rules import DEFAULTS, create_rules_ddl, drop_rules_ddl
-from miyabi_analytics._db.summary import Tie, drop_view_ddl, view_ddl
+from miyabi_analytics._db.summary import Shape, Tie, drop_view_ddl, view_ddl
 
 revision: str = "0008_database_rules"
 down_revision: str | None = "0007_write_order"
@@ -142,7 +142,7 @@ def _sqlite_rebuild(*, defaults: bool) -> None:
     for table in _frozen_tables(defaults=defaults):
         with op.batch_alter_table(table.name, recreate="always", copy_from=table):
             pass
-    op.execute(view_ddl(op.get_bind().dialect, tie=Tie.WRITE_ORDER))
+    op.execute(view_ddl(op.get_bind().dialect, tie=Tie.WRITE_ORDER, shape=Shape.ORIGINAL))
 
 
 # -- upgrade / downgrade -----------------------------------------------------------------------

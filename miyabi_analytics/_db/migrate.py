@@ -20,7 +20,7 @@ from sqlalchemy import URL, Connection, Engine, func, select
 from miyabi_analytics._db import adopt
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.engine import connect
-from miyabi_analytics._db.summary import Tie, view_ddl
+from miyabi_analytics._db.summary import Shape, Tie, view_ddl
 from miyabi_analytics.errors import SchemaError, ValidationError
 
 __all__ = [
@@ -188,7 +188,7 @@ def _run_command(
 
 def _adopted_view_sql(conn: Connection) -> str:
     """Revision 0001's view, which adoption creates in place of upstream's."""
-    return view_ddl(conn.dialect, tie=Tie.ID)
+    return view_ddl(conn.dialect, tie=Tie.ID, shape=Shape.ORIGINAL)
 
 
 def _pending(cfg: Config, start: str | None, target: str) -> list[str]:

@@ -157,6 +157,18 @@ out (:func:`include_object`).
 """
 
 
+FROM_RESULT: Final = "from_result"
+"""``business_agent_analytics.from_result`` (revision 0009): true on the rows the database made
+from metrics written into ``result -> 'analysis_metrics'`` (:mod:`miyabi_analytics._db.rules.
+materialise`), so its downgrade can delete exactly those. ``boolean NOT NULL DEFAULT false``.
+
+Not a column of the models, as :data:`WRITE_ORDER`: the store's bulk writers send every column
+of the models, and this one is the database's alone (writers leave it to its default).
+"""
+
+_DATABASE_ONLY: Final = {analytics.name: (WRITE_ORDER, FROM_RESULT), logs.name: (WRITE_ORDER,)}
+
+
 def include_object(
     item: SchemaItem,
     name: str | None,
@@ -164,13 +176,15 @@ def include_object(
     reflected: bool,
     compare_to: SchemaItem | None,
 ) -> bool:
-    """Alembic's object filter: the database's :data:`WRITE_ORDER` column is not a drift."""
+    """Alembic's object filter: the database's own columns are not a drift.
+
+    :data:`WRITE_ORDER` and :data:`FROM_RESULT`.
+    """
     table = getattr(item, "table", None)
     return not (
         type_ == "column"
         and reflected
         and compare_to is None
-        and name == WRITE_ORDER
         and table is not None
-        and table.name in (analytics.name, logs.name)
+        and name in _DATABASE_ONLY.get(table.name, ())
     )

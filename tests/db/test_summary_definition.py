@@ -25,10 +25,12 @@ from sqlalchemy import Engine, Select, insert, select, text
 
 import miyabi_analytics as ma
 from miyabi_analytics._db.schema import executions
-from miyabi_analytics._db.summary import VIEW, summary_select
+from miyabi_analytics._db.summary import UPSTREAM_COLUMNS, VIEW, summary_select
 from miyabi_analytics._db.views import summary
 from miyabi_analytics.frames import SUMMARY_DTYPES, to_frame
 
+# The view's columns at head: read_summary's, then upstream's (revision 0009).
+VIEW_COLUMNS = [*SUMMARY_DTYPES, *UPSTREAM_COLUMNS]
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123457, tzinfo=UTC)
 REPO = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
 
@@ -131,7 +133,7 @@ def _raw_rows(engine: Engine, sql: str) -> dict[Any, tuple[Any, ...]]:
         result = conn.exec_driver_sql(sql)
         names = list(result.keys())
         rows = {row[0]: tuple(row) for row in result}
-    assert names == list(SUMMARY_DTYPES)
+    assert names == VIEW_COLUMNS
     return rows
 
 
@@ -156,7 +158,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def test_the_names_are_one_list():
-    assert [c.name for c in summary_select().selected_columns] == list(SUMMARY_DTYPES)
+    assert [c.name for c in summary_select().selected_columns] == VIEW_COLUMNS
     assert list(summary.c.keys()) == list(SUMMARY_DTYPES)
 
 
@@ -170,7 +172,7 @@ def test_the_view_is_the_module_select(engine):
         other = module[key]
         mismatched = [
             name
-            for name, a, b in zip(SUMMARY_DTYPES, row, other, strict=True)
+            for name, a, b in zip(VIEW_COLUMNS, row, other, strict=True)
             if not _same(a, b)
         ]
         assert not mismatched, (key, mismatched, row, other)
@@ -199,7 +201,8 @@ def test_the_rows_are_what_was_written(engine):
 def test_read_summary_is_the_view_and_the_module(engine):
     seed(engine)
     from_view = _frame(engine, list(summary.c))
-    from_module = _frame(engine, list(summary_select().subquery().c))
+    module = summary_select().subquery()
+    from_module = _frame(engine, [module.c[name] for name in SUMMARY_DTYPES])
     assert len(from_view) == 11
     assert_frame_equal(from_view, from_module, check_exact=True)
     assert_frame_equal(ma.read_summary(engine), from_view, check_exact=True)

@@ -2,7 +2,8 @@
 
 They hold for every writer of the tables, not only this package: see :mod:`.defaults` for the
 column defaults, :mod:`.triggers` for the triggers and their rules, :mod:`.lifecycle` for the
-legal moves and the refusal (SQLSTATE ``23M01`` on PostgreSQL).
+legal moves and the refusal (SQLSTATE ``23M01`` on PostgreSQL); :mod:`.materialise` (revision
+0009) for metrics written into ``result -> 'analysis_metrics'``, which become analytics rows.
 """
 
 from __future__ import annotations
@@ -18,19 +19,37 @@ from miyabi_analytics._db.rules.lifecycle import (
     legal_move_sql,
     refused_move,
 )
+from miyabi_analytics._db.rules.materialise import (
+    FROM_RESULT,
+    MATERIALISE_TRIGGERS,
+    add_marker_ddl,
+    backfill_sql,
+    create_materialise_ddl,
+    delete_materialised_sql,
+    drop_marker_ddl,
+    drop_materialise_ddl,
+)
 from miyabi_analytics._db.rules.triggers import TRIGGERS, create_rules_ddl, drop_rules_ddl
 
 __all__ = [
     "DEFAULTS",
+    "FROM_RESULT",
     "GUARD",
     "LIFECYCLE_SQLSTATE",
+    "MATERIALISE_TRIGGERS",
     "MESSAGE",
     "TRIGGERS",
     "Default",
     "RefusedMove",
+    "add_marker_ddl",
     "allowed_moves",
+    "backfill_sql",
+    "create_materialise_ddl",
     "create_rules_ddl",
+    "delete_materialised_sql",
     "describe_moves",
+    "drop_marker_ddl",
+    "drop_materialise_ddl",
     "drop_rules_ddl",
     "legal_move_sql",
     "now_sql",

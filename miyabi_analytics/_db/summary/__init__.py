@@ -2,9 +2,11 @@
 
 One row per execution: its columns (:data:`EXECUTION_COLUMNS`), ``duration_seconds``
 (``completed_at - started_at``, NULL while unfinished), ``agent_category`` (from
-:data:`~miyabi_analytics.vocabulary.CATEGORY_OF`, NULL for an unknown type) and the typed
-metric columns (:data:`~miyabi_analytics.vocabulary.TYPED_METRICS`) of its latest analytics
-row (latest ``created_at``, ties by :class:`Tie`), NULL where it has none.
+:data:`~miyabi_analytics.vocabulary.CATEGORY_OF`; ``"other"`` for a type outside the 15, NULL
+before revision 0009), the typed metric columns (:data:`~miyabi_analytics.vocabulary.
+TYPED_METRICS`) of its latest analytics row (latest ``created_at``, ties by :class:`Tie`),
+NULL where it has none, and from revision 0009 upstream's view columns
+(:data:`UPSTREAM_COLUMNS`). :class:`Shape` names each revision's row.
 
 - :mod:`.rules`: each computed column as an SQL expression on the tables (the aggregates use
   them directly);
@@ -19,12 +21,14 @@ from miyabi_analytics._db.summary.rules import (
     EXACT_MICROS,
     DurationMicros,
     DurationSeconds,
+    Shape,
     Tie,
     agent_category_of,
     is_latest_analytics,
 )
 from miyabi_analytics._db.summary.view import (
     EXECUTION_COLUMNS,
+    UPSTREAM_COLUMNS,
     VIEW,
     drop_view_ddl,
     summary_select,
@@ -35,9 +39,11 @@ from miyabi_analytics._db.summary.view import (
 __all__ = [
     "EXACT_MICROS",
     "EXECUTION_COLUMNS",
+    "UPSTREAM_COLUMNS",
     "VIEW",
     "DurationMicros",
     "DurationSeconds",
+    "Shape",
     "Tie",
     "agent_category_of",
     "drop_view_ddl",

@@ -6,7 +6,8 @@ milliseconds. And on PostgreSQL it joins every analytics row and keeps each exec
 itself (see ``miyabi_analytics.reader``). Each function here is the twin of one in
 :mod:`~miyabi_analytics._db.summary.rules` and gives the same values:
 
-- :func:`agent_category` is :func:`~.rules.agent_category_of` (unknown type: NULL);
+- :func:`agent_category` is :func:`~.rules.agent_category_of` at head (a type outside the 15:
+  ``"other"``);
 - :func:`duration_seconds` is :func:`~.rules.duration_seconds` (the double nearest the exact
   microsecond count over a million);
 - :data:`LATEST_KEYS` sorted descending, then :func:`first_of_each`, is
@@ -29,7 +30,7 @@ from sqlalchemy import ColumnElement
 from miyabi_analytics._db.expressions import write_order
 from miyabi_analytics._db.schema import analytics
 from miyabi_analytics._db.summary.rules import EXACT_MICROS
-from miyabi_analytics.vocabulary import CATEGORY_OF
+from miyabi_analytics.vocabulary import CATEGORY_OF, OTHER_CATEGORY
 
 __all__ = [
     "DERIVED",
@@ -60,9 +61,9 @@ def latest_key_columns() -> dict[str, ColumnElement[Any]]:
 
 
 def agent_category(agent_types: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Each agent type's category; NULL for an unknown type, as the SQL ``CASE``."""
+    """Each agent type's category; ``"other"`` for a type outside the 15, as the SQL ``CASE``."""
     index = pc.index_in(agent_types, value_set=_TYPE_NAMES)
-    return pc.take(_CATEGORY_OF_TYPE, index)
+    return pc.fill_null(pc.take(_CATEGORY_OF_TYPE, index), OTHER_CATEGORY)
 
 
 def duration_seconds(started: pa.Array, completed: pa.Array) -> pa.Array:

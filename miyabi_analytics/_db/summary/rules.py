@@ -4,7 +4,9 @@
   the aggregates sum): ``completed_at - started_at``, the one span formula per dialect, in
   seconds (the double nearest the exact value) or in whole microseconds (exactly).
 - :func:`agent_category_of`: the category ``CASE`` from :data:`~miyabi_analytics.vocabulary.
-  CATEGORY_OF`, with the constants inlined, so it is the same text in ``SELECT`` and ``GROUP BY``.
+  CATEGORY_OF`, with the constants inlined, so it is the same text in ``SELECT`` and ``GROUP BY``;
+  an agent type outside the 15 is ``"other"`` (:attr:`Shape.SUPERSET`) or NULL (before it).
+- :class:`Shape`: which revision's summary row (the migrations create the view of their time).
 - :func:`is_latest_analytics`: the analytics row the summary takes for its execution (latest
   ``created_at``, ties broken by :class:`Tie`), as an anti-join usable in a ``WHERE`` or ``ON``.
 
@@ -36,12 +38,13 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.expressions import write_order
-from miyabi_analytics.vocabulary import CATEGORY_OF
+from miyabi_analytics.vocabulary import CATEGORY_OF, OTHER_CATEGORY
 
 __all__ = [
     "EXACT_MICROS",
     "DurationMicros",
     "DurationSeconds",
+    "Shape",
     "Tie",
     "agent_category_of",
     "is_latest_analytics",
@@ -147,13 +150,30 @@ def _inline(value: str) -> ColumnElement[str]:
     return literal(value, String, literal_execute=True)
 
 
-def agent_category_of(agent_type: ColumnElement[str]) -> ColumnElement[str]:
-    """``CASE agent_type ... END``: the agent's category, ``NULL`` for an unknown type."""
+class Shape(StrEnum):
+    """Which revision's summary row; the migrations pass their own, everything else the newest."""
+
+    ORIGINAL = "original"
+    """Revisions 0001 to 0008: our columns; an agent type outside the 15 has a NULL category."""
+    SUPERSET = "superset"
+    """Revision 0009 on: upstream's view columns appended, and the category ``"other"``."""
+
+
+def agent_category_of(
+    agent_type: ColumnElement[str], *, shape: Shape = Shape.SUPERSET
+) -> ColumnElement[str]:
+    """``CASE agent_type ... END``: the agent's category; an unknown type's depends on ``shape``.
+
+    The fleet's other agents (``CoordinatorAgent``, ...) share the table: from revision 0009
+    their category reads ``"other"``, and aggregates grouped by category have an "other" group.
+    """
+    other = _inline(OTHER_CATEGORY) if shape is Shape.SUPERSET else None
     return case(
         *(
             (agent_type == _inline(name), _inline(category))
             for name, category in CATEGORY_OF.items()
-        )
+        ),
+        else_=other,
     )
 
 
