@@ -100,11 +100,17 @@ def check_read_agent_type(agent_type: object, field: str = "agent_type") -> str:
 
     Reads and filters are open: other writers sharing the table (the upstream fleet's
     ``CoordinatorAgent``, ``CodeGenAgent``, ...) store types outside the 15, so any non-empty
-    string is accepted as is (a name no row has simply matches nothing).
+    string is accepted as is (a name no row has simply matches nothing), unless no database
+    can hold it (NUL characters, lone surrogates): the query would fail, not match nothing.
     """
-    if isinstance(agent_type, str) and agent_type.strip():
-        return agent_type
-    raise ValidationError(field, agent_type, "expected an agent type name (a non-empty string)")
+    if isinstance(agent_type, str) and agent_type.strip() and "\x00" not in agent_type:
+        try:
+            agent_type.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return agent_type
+    raise ValidationError(field, agent_type, "expected an agent type name (non-empty text)")
 
 
 def agent_category(agent_type: str) -> ReadCategory:

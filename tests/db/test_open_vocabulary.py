@@ -156,6 +156,14 @@ def test_filters_take_any_agent_type(shared):
     with pytest.raises(ma.ValidationError) as info:
         ma.read_summary(engine, agent_types=["CodeGenAgent", 3])
     assert (info.value.field, info.value.value) == ("agent_types", 3)
+    # Names no row can have match nothing; names no database can hold are refused, not sent.
+    for nothing in ("X" * 80, "'; DROP TABLE agent_executions; --", "😀"):
+        assert ma.read_summary(engine, agent_types=nothing).empty, nothing
+        assert aggregates.success_rates(engine, agent_types=nothing).empty, nothing
+    for unstorable in ("Coordinator\x00Agent", "\ud800"):
+        with pytest.raises(ma.ValidationError) as info:
+            ma.read_summary(engine, agent_types=[unstorable])
+        assert info.value.field == "agent_types"
 
 
 def test_aggregates_group_and_filter_other_types(shared):

@@ -23,7 +23,7 @@ NULLABLE_INTS = (
 FLOATS = ("duration_seconds", "growth_rate_percent", "conversion_rate", "roi_percent")
 CATEGORIES = {
     "agent_type": list(ma.AGENT_TYPES),
-    "agent_category": ["strategy", "marketing", "operations", "design"],
+    "agent_category": ["strategy", "marketing", "operations", "design", "other"],
     "status": ["pending", "running", "completed", "failed"],
 }
 SUMMARY_COLUMNS = [

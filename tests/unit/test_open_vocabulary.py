@@ -97,7 +97,8 @@ def test_agent_type_order_is_the_design_then_by_name() -> None:
 
 def test_read_agent_types_are_any_non_empty_string() -> None:
     assert check_read_agent_type("CoordinatorAgent") == "CoordinatorAgent"
-    for bad in ("", "   ", None, 3, ("SalesAgent",)):
+    assert check_read_agent_type("Agent 😀" * 20) == "Agent 😀" * 20  # longer than any row
+    for bad in ("", "   ", None, 3, ("SalesAgent",), "Coord\x00", "\ud800Agent"):
         with pytest.raises(ma.ValidationError) as info:
             check_read_agent_type(bad, "agent_types")
         assert (info.value.field, info.value.value) == ("agent_types", bad)
