@@ -166,7 +166,11 @@ def _column(values: Sequence[Any], dtype: Any, name: str) -> Any:
 
 
 def to_frame(rows: Sequence[Sequence[Any]], spec: Mapping[str, Any]) -> pd.DataFrame:
-    """Rows (tuples in ``spec``'s column order) as a DataFrame of exactly ``spec``'s dtypes."""
+    """Rows (tuples in ``spec``'s column order) as a DataFrame of ``spec``'s dtypes.
+
+    Exactly those, except a categorical holding stored values outside its categories: it is
+    opened to them (:func:`open_dtype`), never made NaN.
+    """
     names = list(spec)
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     data = {
@@ -334,7 +338,9 @@ def from_arrow(
     *,
     consume: bool = False,
 ) -> pd.DataFrame:
-    """An Arrow table of :func:`arrow_schema` as a DataFrame of exactly ``spec``'s dtypes.
+    """An Arrow table of :func:`arrow_schema` as a DataFrame of ``spec``'s dtypes.
+
+    Categoricals are opened to stored values outside them, as by :func:`to_frame`.
 
     ``converted`` may hold hand-converted columns already made (:func:`join_pieces`, in the
     table's row order); the table need not have them. ``consume=True`` lets the conversion free
