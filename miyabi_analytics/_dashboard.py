@@ -33,6 +33,7 @@ from miyabi_analytics.vocabulary import (
     AGENT_TYPES,
     ExecutionStatus,
     agent_category,
+    agent_type_order,
 )
 
 if TYPE_CHECKING:
@@ -142,7 +143,8 @@ class DashboardFilters:
                 None if chosen is None else map(_check_category, chosen),
                 AGENT_CATEGORIES.index,
             ),
-            agent_types=_canonical(checked.agent_types, AGENT_TYPES.index),
+            # Open, as every filter: the 15 in the design's order, then other writers' types.
+            agent_types=_canonical(checked.agent_types, agent_type_order),
             statuses=_canonical(
                 None if checked.statuses is None else (s.value for s in checked.statuses),
                 STATUSES.index,

@@ -10,6 +10,7 @@ from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.vocabulary import (
     AGENT_CATEGORIES,
     AGENT_TYPES,
+    CATEGORY_OF,
     Category,
     agent_category,
     check_agent_type,
@@ -65,7 +66,7 @@ class PersistableAgent:
     @property
     def category(self) -> Category:
         """strategy, marketing, operations or design."""
-        return agent_category(self.agent_type)
+        return CATEGORY_OF[self.agent_type]  # one of the 15: never "other"
 
     def builder(self, repository_id: uuid.UUID | str) -> Any:
         """An :class:`ExecutionResultBuilder` already set to this agent."""

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Select
 
 from miyabi_analytics._validate import as_uuid, as_window
 from miyabi_analytics.errors import ValidationError
-from miyabi_analytics.vocabulary import ExecutionStatus, check_agent_type
+from miyabi_analytics.vocabulary import ExecutionStatus, check_read_agent_type
 
 __all__ = [
     "FILTER_KEYWORDS",
@@ -90,7 +90,9 @@ class SummaryFilters:
         """Validate user-facing filter arguments (ids may be one or many).
 
         ``since``/``until`` are checked by :func:`~miyabi_analytics._validate.as_window`, as
-        in every reader and the report: ``since`` must be before ``until``.
+        in every reader and the report: ``since`` must be before ``until``. ``agent_types``
+        is open, as reading is: any non-empty name, the 15 or another writer's
+        (``CoordinatorAgent``); a name no row has matches nothing.
         """
         start, end = as_window(since, until)
         return cls(
@@ -101,7 +103,8 @@ class SummaryFilters:
                 as_uuid("user_id", v) for v in _many("user_id", user_id)
             ),
             agent_types=None if agent_types is None else tuple(
-                check_agent_type(v, "agent_types") for v in _many("agent_types", agent_types)
+                check_read_agent_type(v, "agent_types")
+                for v in _many("agent_types", agent_types)
             ),
             statuses=None if statuses is None else tuple(
                 ExecutionStatus.parse(v, "statuses") for v in _many("statuses", statuses)

@@ -26,14 +26,21 @@ __all__ = [
     "LOG_LEVEL_ALIASES",
     "METRIC_COLUMNS",
     "OTHER_CATEGORY",
+    "READ_CATEGORIES",
     "TYPED_METRICS",
     "Category",
     "ExecutionStatus",
     "IntColumn",
     "RateColumn",
+    "ReadCategory",
     "agent_category",
+    "agent_type_order",
     "check_agent_type",
     "check_log_level",
+    "check_read_agent_type",
+    "check_read_log_level",
+    "log_level_spellings",
+    "read_log_level",
 ]
 
 INT32_MAX: Final = 2**31 - 1
@@ -73,17 +80,56 @@ CATEGORY_OF: Final[Mapping[str, Category]] = {
 OTHER_CATEGORY: Final = "other"
 """The category read for an agent type outside the 15 (the fleet's other agents share the table)."""
 
+ReadCategory = Literal[Category, "other"]
+READ_CATEGORIES: Final[tuple[ReadCategory, ...]] = (*AGENT_CATEGORIES, OTHER_CATEGORY)
+"""Every category a read can give: the design's four in their order, then ``"other"``."""
+
 
 def check_agent_type(agent_type: object, field: str = "agent_type") -> str:
-    """Return ``agent_type`` if it is one of the 15, else raise ValidationError."""
+    """Return ``agent_type`` if it is one of the 15, else raise ValidationError.
+
+    The check of every write through this package: its agents are the 15.
+    """
     if isinstance(agent_type, str) and agent_type in CATEGORY_OF:
         return agent_type
     raise ValidationError(field, agent_type, "unknown agent type; see AGENT_TYPES")
 
 
-def agent_category(agent_type: str) -> Category:
-    """The design's category of an agent type."""
-    return CATEGORY_OF[check_agent_type(agent_type)]
+def check_read_agent_type(agent_type: object, field: str = "agent_type") -> str:
+    """Return ``agent_type`` if it can name an agent type in the database, else ValidationError.
+
+    Reads and filters are open: other writers sharing the table (the upstream fleet's
+    ``CoordinatorAgent``, ``CodeGenAgent``, ...) store types outside the 15, so any non-empty
+    string is accepted as is (a name no row has simply matches nothing), unless no database
+    can hold it (NUL characters, lone surrogates): the query would fail, not match nothing.
+    """
+    if isinstance(agent_type, str) and agent_type.strip() and "\x00" not in agent_type:
+        try:
+            agent_type.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return agent_type
+    raise ValidationError(field, agent_type, "expected an agent type name (non-empty text)")
+
+
+def agent_category(agent_type: str) -> ReadCategory:
+    """The design's category of an agent type; ``"other"`` for a type outside the 15.
+
+    Open because it names what is read: a row another writer stored reads as ``"other"``.
+    Writes stay closed (:func:`check_agent_type`). A non-string is a ValidationError.
+    """
+    if not isinstance(agent_type, str):
+        raise ValidationError("agent_type", agent_type, "expected an agent type name (a string)")
+    return CATEGORY_OF.get(agent_type, OTHER_CATEGORY)
+
+
+def agent_type_order(agent_type: str) -> tuple[int, str]:
+    """Sort key of agent types: the 15 in the design's order, then any other type by name."""
+    try:
+        return AGENT_TYPES.index(agent_type), ""
+    except ValueError:
+        return len(AGENT_TYPES), agent_type
 
 
 # -- the lifecycle --------------------------------------------------------------------------
@@ -142,10 +188,30 @@ LOG_LEVEL_ALIASES: Final[Mapping[str, str]] = {"warn": "warning"}
 
 
 def check_log_level(level: object) -> str:
-    """A log level in any case, returned lowercase."""
+    """A log level in any case, returned lowercase: the check of every write (no aliases)."""
     if isinstance(level, str) and level.strip().lower() in LOG_LEVELS:
         return level.strip().lower()
     raise ValidationError("level", level, f"expected one of {', '.join(LOG_LEVELS)}")
+
+
+def check_read_log_level(level: object, field: str = "levels") -> str:
+    """A log level to filter on, in any case, an alias (``warn``) read as its level."""
+    if isinstance(level, str):
+        name = level.strip().lower()
+        name = LOG_LEVEL_ALIASES.get(name, name)
+        if name in LOG_LEVELS:
+            return name
+    raise ValidationError(field, level, "unknown log level")
+
+
+def read_log_level(stored: str) -> str:
+    """How a stored log level reads: an alias as its level, anything else as stored."""
+    return LOG_LEVEL_ALIASES.get(stored, stored)
+
+
+def log_level_spellings(level: str) -> tuple[str, ...]:
+    """The stored values that read as ``level``: itself, then its aliases (sorted)."""
+    return (level, *sorted(a for a, target in LOG_LEVEL_ALIASES.items() if target == level))
 
 
 # -- business metrics with typed columns ----------------------------------------------------

@@ -20,8 +20,10 @@ Frames have fixed dtypes, also when empty: ``period`` ``datetime64[us, UTC]``; `
 strings (a ``NaN`` ``user_id`` is the group of executions without a user); counts ``int64``;
 rates, means and percentiles ``float64`` (``NaN`` where undefined); sums ``Int64`` (``<NA>`` where
 no row of the group has that metric). Only groups that have rows appear. Rows are ordered by
-``period``, then the ``by`` columns in the order given: ``agent_type`` in ``AGENT_TYPES`` order,
-``agent_category`` in ``AGENT_CATEGORIES`` order, ids as text, a missing ``user_id`` last.
+``period``, then the ``by`` columns in the order given: ``agent_type`` in ``AGENT_TYPES`` order
+then other writers' types by name, ``agent_category`` in ``AGENT_CATEGORIES`` order then
+``"other"`` (every type outside the 15), ids as text, a missing ``user_id`` last. Agent types
+are open, as in :func:`read_summary`: ``agent_types=["CoordinatorAgent"]`` is a filter too.
 
 Same answers on both databases, to the last bit: the database returns integers only (counts,
 exact sums of scores, of cents of the ``numeric(p, 2)`` rates and of microseconds of durations,

@@ -16,7 +16,7 @@ from miyabi_analytics._db.tx import begin
 from miyabi_analytics._validate import as_uuid, as_window
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.frames import LOG_DTYPES, to_frame
-from miyabi_analytics.vocabulary import check_log_level
+from miyabi_analytics.vocabulary import check_read_log_level, log_level_spellings
 
 __all__ = ["read_logs"]
 
@@ -40,6 +40,10 @@ def read_logs(
 ) -> pd.DataFrame:
     """Log lines, oldest first, and in the order written within an instant.
 
+    ``levels`` (any case) finds each level under every stored spelling of it: ``warning``
+    (or its upstream spelling ``warn``) finds rows stored as ``warning`` and as ``warn``, and
+    both read as ``warning``. A stored level outside the vocabulary reads as stored.
+
     ``since``/``until`` (inclusive/exclusive) filter on ``logged_at``; the window is checked
     as :func:`read_summary`'s: ``since`` must be before ``until``.
     """
@@ -49,13 +53,9 @@ def read_logs(
         stmt = stmt.where(logs.c.execution_id.in_([as_uuid("execution_id", i) for i in ids]))
     if levels is not None:
         names = _one_or_many("levels", levels, str)
-        checked = []
-        for name in names:
-            try:
-                checked.append(check_log_level(name))
-            except ValidationError:
-                raise ValidationError("levels", name, "unknown log level") from None
-        stmt = stmt.where(logs.c.log_level.in_(checked))
+        # A level matches every stored spelling that reads as it: warning finds warn too.
+        stored = {s for name in names for s in log_level_spellings(check_read_log_level(name))}
+        stmt = stmt.where(logs.c.log_level.in_(sorted(stored)))
     start, end = as_window(since, until)
     if start is not None:
         stmt = stmt.where(logs.c.logged_at >= start)

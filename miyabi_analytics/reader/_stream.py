@@ -47,7 +47,10 @@ def iter_summary(
 ) -> Iterator[pd.DataFrame]:
     """:func:`read_summary` in DataFrames of at most ``chunksize`` rows, for larger-than-memory.
 
-    Each chunk has the full dtypes; the rows come in the same order as from read_summary.
+    Each chunk has the full dtypes; the rows come in the same order as from read_summary. A
+    chunk holding agent types outside the 15 has them as extra categories of ``agent_type``
+    (see :mod:`miyabi_analytics.frames`), so chunks may differ there (``pd.concat`` of chunks
+    whose categories differ gives that column as ``object``).
     Bad arguments are refused by the call itself, before the first chunk is asked for.
     """
     size = as_int("chunksize", chunksize, low=1, high=INT32_MAX)

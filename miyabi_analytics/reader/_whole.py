@@ -110,7 +110,7 @@ def _read_sorted(
         for fetched in fetches:
             batch = with_derived(fetched, derived, full)
             for name, dtype in special.items():
-                pieces[name].append(convert_piece(batch.column(name), dtype))
+                pieces[name].append(convert_piece(batch.column(name), dtype, name))
             kept = batch.drop_columns(list(special)) if special else batch
             # Copied out of the driver's memory, which is freed only with the whole batch (its
             # JSON text and category names too): this way each column goes when it is reordered.
@@ -210,6 +210,10 @@ def read_summary(
     Dtypes: uuids as strings, timestamps ``datetime64[us, UTC]``, ``agent_type``,
     ``agent_category`` and ``status`` categorical, nullable ``Int64``, numerics ``float64``,
     ``result`` as dicts; an empty result has the same columns and dtypes.
+
+    Every agent type in the table is read, and ``agent_types`` may name any (other writers'
+    agents share the table): a type outside the 15 has category ``"other"`` and is a category
+    of ``agent_type`` after the 15, those sorted by name (see :mod:`miyabi_analytics.frames`).
 
     Both databases are read through Arrow: PostgreSQL through ADBC on a session like the
     engine's; reads of 25,000 rows or more of an SQLite file through ADBC in a child process,

@@ -46,7 +46,7 @@ BAD_FILTERS: list[tuple[dict[str, Any], str]] = [
     ({"repository_id": "not-a-uuid"}, "repository_id"),
     ({"repository_id": [REPO, 42]}, "repository_id"),
     ({"user_id": "nobody"}, "user_id"),
-    ({"agent_types": ["NoSuchAgent"]}, "agent_types"),
+    ({"agent_types": ["SalesAgent", 7]}, "agent_types"),
     ({"agent_types": []}, "agent_types"),
     ({"statuses": "done"}, "statuses"),
     ({"since": datetime(2026, 1, 1)}, "since"),  # noqa: DTZ001 (naive on purpose)
@@ -196,7 +196,7 @@ def test_dashboard_filters_give_what_the_keywords_would() -> None:
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
-        ({"agent_types": ["NoSuchAgent"]}, "agent_types"),
+        ({"agent_types": ["SalesAgent", 7]}, "agent_types"),
         ({"statuses": "done"}, "statuses"),
         ({"since": datetime(2026, 1, 1)}, "since"),  # noqa: DTZ001 (naive on purpose)
         ({"since": UNTIL, "until": SINCE}, "until"),

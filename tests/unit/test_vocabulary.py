@@ -54,7 +54,7 @@ def test_typed_metrics_agree_with_the_record_the_table_and_the_view() -> None:
 
 def test_dtypes_list_the_vocabulary_in_its_order() -> None:
     assert list(frames.SUMMARY_DTYPES["agent_type"].categories) == list(AGENT_TYPES)
-    assert list(frames.SUMMARY_DTYPES["agent_category"].categories) == list(AGENT_CATEGORIES)
+    assert list(frames.SUMMARY_DTYPES["agent_category"].categories) == [*AGENT_CATEGORIES, "other"]
     assert list(frames.SUMMARY_DTYPES["status"].categories) == [s.value for s in ExecutionStatus]
     assert list(frames.LOG_DTYPES["log_level"].categories) == list(LOG_LEVELS)
 
