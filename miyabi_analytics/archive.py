@@ -62,22 +62,57 @@ def read_archive(
 
 
 def _read(directory: Path, copies: dict[uuid.UUID, layout.Batch]) -> dict[str, pa.Table]:
+    result: dict[str, pa.Table] = {}
+    for name, pieces in _pieces(directory, copies).items():
+        if pieces:
+            result[name] = _concat(pieces)
+        else:
+            base = next(b for b in BASE_TABLES if b.name == name)
+            result[name] = pa.table({c.name: pa.array([], pa.null()) for c in base.columns})
+    return result
+
+
+def _pieces(directory: Path, copies: dict[uuid.UUID, layout.Batch]) -> dict[str, list[pa.Table]]:
+    """Each table's rows of these copies, one Arrow table per batch, as its part has them."""
     by_batch: dict[str, tuple[layout.Batch, list[uuid.UUID]]] = {}
     for execution_id, batch in copies.items():
         by_batch.setdefault(batch.name, (batch, []))[1].append(execution_id)
-    result: dict[str, pa.Table] = {}
+    result: dict[str, list[pa.Table]] = {}
     for base in BASE_TABLES:
         key = "id" if base is executions else "execution_id"
-        pieces = [
+        result[base.name] = [
             read_part(directory, part.path, part.sha256, key, ids)
             for batch, ids in by_batch.values()
             for part in [batch.parts[base.name]]
         ]
-        if pieces:
-            result[base.name] = pa.concat_tables(pieces, promote_options="permissive")
-        else:
-            result[base.name] = pa.table({c.name: pa.array([], pa.null()) for c in base.columns})
     return result
+
+
+def _concat(pieces: list[pa.Table]) -> pa.Table:
+    """One table of a table's parts; a column typed in some and text in others reads as text.
+
+    A column this package does not know was archived typed by earlier versions (a
+    ``numeric`` as a float, a SQLite timestamp as a timestamp) and is kept as text now (see
+    ``_archive_parts``); a part's own values never change, only how the two read together.
+    """
+    kinds: dict[str, set[pa.DataType]] = {}
+    for piece in pieces:
+        for item in piece.schema:
+            if not pa.types.is_null(item.type):
+                kinds.setdefault(item.name, set()).add(item.type)
+    as_text = {
+        name for name, found in kinds.items() if len(found) > 1 and pa.string() in found
+    }
+    if as_text:
+        pieces = [_as_text(piece, as_text) for piece in pieces]
+    return pa.concat_tables(pieces, promote_options="permissive")
+
+
+def _as_text(piece: pa.Table, names: set[str]) -> pa.Table:
+    for index, item in enumerate(piece.schema):
+        if item.name in names and not pa.types.is_string(item.type):
+            piece = piece.set_column(index, item.name, piece.column(index).cast(pa.string()))
+    return piece
 
 
 def restore(
@@ -113,10 +148,15 @@ def restore(
             if missing:
                 raise ValidationError("execution_ids", str(missing[0]), "not in the archive")
             chosen = {i: copies[i] for i in wanted}
-            rows = _read(directory, chosen)
+            # Batch by batch: each part's values as it has them (types may differ by batch).
+            pieces = _pieces(directory, chosen)
             tables = reflect_tables(conn)
             for base in reversed(BASE_TABLES):  # executions first: the others refer to them
-                values = from_arrow(tables[base.name], rows[base.name])
+                values = [
+                    row
+                    for piece in pieces[base.name]
+                    for row in from_arrow(tables[base.name], piece)
+                ]
                 if values:
                     conn.execute(insert(tables[base.name].table), values)
                 if base is executions:
