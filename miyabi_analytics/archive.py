@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import Engine, insert, select
@@ -25,6 +26,7 @@ from miyabi_analytics._archive_parts import (
     read_part,
     reflect_tables,
 )
+from miyabi_analytics._db.references import references_found
 from miyabi_analytics._db.rules.restore import unstamp
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.tx import begin
@@ -129,6 +131,8 @@ def restore(
     Raises:
         ValidationError: an id that is not a UUID, not in the archive, or already stored; a
             damaged archive file; another purge or restore writing to the directory.
+        NotFound: a foreign key of the table refusing an archived value (an upstream
+            database's ``repositories`` or ``users`` no longer has it), naming the column.
     """
     if not isinstance(engine, Engine):
         raise ValidationError("engine", engine, "expected a SQLAlchemy Engine")
@@ -138,7 +142,9 @@ def restore(
     directory = _existing(archive_dir)
     with layout.locked(directory):
         copies = layout.current_copies(layout.batches(directory, layout.scan(directory)))
-        with begin(engine, write=True) as conn:
+        restored: list[dict[str, Any]] = []  # the execution rows, for a foreign key's refusal
+        written = lambda name: (row.get(name) for row in restored)  # noqa: E731
+        with references_found(engine, written), begin(engine, write=True) as conn:
             stmt = select(executions.c.id).where(executions.c.id.in_(wanted))
             stored = sorted(conn.execute(stmt).scalars())
             if stored:
@@ -158,6 +164,8 @@ def restore(
                     for row in from_arrow(tables[base.name], piece)
                 ]
                 if values:
+                    if base is executions:
+                        restored.extend(values)
                     conn.execute(insert(tables[base.name].table), values)
                 if base is executions:
                     unstamp(conn, values)  # exactly as archived, missing timestamps too

@@ -17,17 +17,39 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Table, bindparam, column, exists, select, table, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    column,
+    exists,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnClause
 
+from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.retry import sqlstate
+from miyabi_analytics._db.schema import executions
+from miyabi_analytics._db.tx import begin
+from miyabi_analytics.errors import NotFound
 
-__all__ = ["FK_VIOLATION", "MissingKey", "missing_key", "refused_columns", "unmatched"]
+__all__ = [
+    "FK_VIOLATION", "MissingKey", "Written", "missing_key", "references_found", "refused_columns",
+    "unmatched",
+]
+
+Written = Callable[[str], Iterable[object]]
+"""The values a write put in a column of ``agent_executions``, by column name."""
 
 FK_VIOLATION: Final = "23503"
 _SQLITE_MESSAGE: Final = "FOREIGN KEY constraint failed"
@@ -43,6 +65,54 @@ _CATALOG: Final = text(
 _SQLITE_KEYS: Final = text(
     'SELECT "table", "from", "to" FROM pragma_foreign_key_list(:table) ORDER BY id, seq'
 )
+
+
+@contextmanager
+def references_found(bind: Engine | Connection, written: Written) -> Iterator[None]:
+    """A foreign key of ``agent_executions`` refusing a written value, as :class:`NotFound`.
+
+    A value ``repositories``/``users`` lack is refused by the database (never looked up
+    first: ``repositories`` may be under row-level security) and raised as ``NotFound`` naming
+    the column and the value. ``written(column)`` gives the values written, read only when the
+    refusal does not name the value. Entered outside the write's transaction, so that is
+    rolled back (nothing of the write is kept) before anything is read.
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        key = missing_key(exc, executions.name)
+        if key is None:
+            raise
+        error = _not_found(bind, key, written)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _not_found(bind: Engine | Connection, key: MissingKey, written: Written) -> NotFound | None:
+    """The NotFound for ``key``: its column from the error (or catalog), its value if known."""
+    if key.columns and key.values:
+        values: tuple[object, ...] = tuple(_as_key(v) for v in key.values)
+        return NotFound(", ".join(key.columns), values[0] if len(values) == 1 else values)
+    with begin(bind) as conn:
+        if not Dialect.of(conn).is_postgresql:
+            found = unmatched(conn, executions, written)
+            return None if found is None else NotFound(*found)
+        columns = refused_columns(conn, key, executions.name)
+    if len(columns) != 1:
+        return None  # a constraint the catalog does not show: leave the database's own error
+    candidates = sorted({v for v in written(columns[0]) if v is not None}, key=str)
+    if len(candidates) == 1:
+        return NotFound(columns[0], candidates[0])
+    # The database did not say which value (the key is hidden from this writer): all of them.
+    return NotFound(columns[0], tuple(candidates))
+
+
+def _as_key(value: str) -> object:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return value
 
 
 @dataclass(frozen=True, slots=True)

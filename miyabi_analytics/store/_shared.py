@@ -6,7 +6,7 @@ The clock is read as ``_shared.now()`` everywhere, so a test that freezes it pat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -14,28 +14,19 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
-from miyabi_analytics._db.dialect import Dialect
-from miyabi_analytics._db.references import MissingKey, missing_key, refused_columns, unmatched
+from miyabi_analytics._db.references import Written, references_found
 from miyabi_analytics._db.rules import RefusedMove, refused_move
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.scope import scope_errors
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._validate import as_json
-from miyabi_analytics.errors import (
-    InvalidStatusTransition,
-    MiyabiError,
-    NotFound,
-    ValidationError,
-)
+from miyabi_analytics.errors import InvalidStatusTransition, MiyabiError, ValidationError
 from miyabi_analytics.vocabulary import ExecutionStatus
 
 __all__ = [
-    "belongs_to", "json_mapping", "moves_refused", "now", "references_found", "refusals",
-    "storable", "stored",
+    "belongs_to", "json_mapping", "moves_refused", "now", "refusals", "storable", "stored",
 ]
 
-Written = Callable[[str], Iterable[object]]
-"""The values a write put in a column of ``agent_executions``, by column name."""
 
 
 def now() -> datetime:
@@ -86,7 +77,7 @@ def refusals(
     Entered around each attempt of a write, outside its transaction (``write``'s ``errors``).
     """
     with (
-        references_found(bind, written or _nothing_written),
+        references_found(bind, written or (lambda name: ())),
         moves_refused(bind, moves),
         scope_errors(bind, records),
         storable(field, value, data_errors=data_errors),
@@ -113,59 +104,6 @@ def moves_refused(
         if move is None:
             raise
         raise _transition(bind, move, moves) from exc
-
-
-@contextmanager
-def references_found(bind: Engine | Connection, written: Written) -> Iterator[None]:
-    """A foreign key of ``agent_executions`` refusing a written value, as :class:`NotFound`.
-
-    An adopted upstream database has ``repository_id REFERENCES repositories`` and ``user_id
-    REFERENCES users``: a value those tables lack is refused by the database (never looked up
-    first: ``repositories`` may be under row-level security) and raised as ``NotFound`` naming
-    the column and the value. ``written(column)`` gives the values written, read only when the
-    refusal does not name the value. Entered outside the write's transaction, so that is
-    rolled back (nothing of the write is kept) before anything is read.
-    """
-    try:
-        yield
-    except DBAPIError as exc:
-        key = missing_key(exc, executions.name)
-        if key is None:
-            raise
-        error = _not_found(bind, key, written)
-        if error is None:
-            raise
-        raise error from exc
-
-
-def _nothing_written(name: str) -> Iterable[object]:
-    return ()
-
-
-def _not_found(bind: Engine | Connection, key: MissingKey, written: Written) -> NotFound | None:
-    """The NotFound for ``key``: its column from the error (or catalog), its value if known."""
-    if key.columns and key.values:
-        values: tuple[object, ...] = tuple(_as_key(v) for v in key.values)
-        return NotFound(", ".join(key.columns), values[0] if len(values) == 1 else values)
-    with begin(bind) as conn:
-        if not Dialect.of(conn).is_postgresql:
-            found = unmatched(conn, executions, written)
-            return None if found is None else NotFound(*found)
-        columns = refused_columns(conn, key, executions.name)
-    if len(columns) != 1:
-        return None  # a constraint the catalog does not show: leave the database's own error
-    candidates = sorted({v for v in written(columns[0]) if v is not None}, key=str)
-    if len(candidates) == 1:
-        return NotFound(columns[0], candidates[0])
-    # The database did not say which value (the key is hidden from this writer): all of them.
-    return NotFound(columns[0], tuple(candidates))
-
-
-def _as_key(value: str) -> object:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return value
 
 
 def _transition(

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 import miyabi_analytics as ma
+from miyabi_analytics import retention
 from miyabi_analytics._db.schema import executions
 from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 
@@ -284,3 +285,25 @@ def test_sqlite_foreign_key_is_not_found(tmp_path):
         assert stored(engine) == before
     finally:
         engine.dispose()
+
+
+def test_restore_of_an_execution_whose_repository_is_gone_is_not_found(upstream, tmp_path):
+    old = NOW - timedelta(days=200)
+    gone = uuid.uuid4()
+    with upstream.engine.begin() as conn:
+        conn.execute(text("INSERT INTO repositories (id) VALUES (:id)"), {"id": gone})
+    records = [
+        AGENT.builder(repo).status("completed").started_at(old).completed_at(old).build()
+        for repo in (upstream.repo, gone)
+    ]
+    ma.ExecutionStore(upstream.engine).save_executions(records)
+    archive = tmp_path / "archive"
+    assert retention.purge(upstream.engine, "90d", archive_dir=archive).executions == 2
+    with upstream.engine.begin() as conn:
+        conn.execute(text("DELETE FROM repositories WHERE id = :id"), {"id": gone})
+    with pytest.raises(ma.NotFound) as caught:
+        retention.restore(upstream.engine, archive, [r.id for r in records])
+    assert_not_found(caught, "repository_id", gone)
+    assert count(upstream.engine) == 0  # all or nothing: the other one is not restored either
+    assert set(retention.archived_executions(archive)) == {r.id for r in records}  # still archived
+    assert retention.restore(upstream.engine, archive, [records[0].id]) == 1
