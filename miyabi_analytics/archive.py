@@ -53,7 +53,8 @@ def read_archive(
     the result to those executions (and their analytics and logs); it reads the whole archive
     into memory otherwise, so for a large archive pass the ids, or read the parts a manifest
     lists with ``pyarrow.dataset``. Columns that only later batches have are null in earlier
-    ones.
+    ones; a column that earlier batches archived typed and later ones as text (see
+    ``_archive_parts``) reads as text.
     """
     directory = _existing(archive_dir)
     copies = layout.current_copies(layout.batches(directory, layout.scan(directory)))

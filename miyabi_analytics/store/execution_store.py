@@ -56,6 +56,9 @@ class ExecutionStore:
         ``started_at``, or ``completed``/``failed`` without ``completed_at``, gets it stamped by
         the database (its rules, :mod:`miyabi_analytics._db.rules`). A backwards status move
         raises :class:`InvalidStatusTransition` and leaves the stored row exactly as it was.
+        A ``repository_id``/``user_id`` that a foreign key of the database refuses (an adopted
+        upstream database references ``repositories``/``users``) raises :class:`NotFound`
+        naming the column and the value; nothing is written.
         """
         return executions.save_execution(self._bind, result, retry=self._retry)
 
@@ -68,7 +71,8 @@ class ExecutionStore:
     ) -> int:
         """Save many executions with the rules of :meth:`save_execution`; returns the count.
 
-        Each batch is one transaction: a bad record or a backwards move refuses its whole batch
+        Each batch is one transaction: a bad record, a backwards move or a foreign key's
+        refusal (:class:`NotFound`, as in :meth:`save_execution`) refuses its whole batch
         (earlier batches stay stored). Stored ids of a batch are looked up (and locked on
         PostgreSQL), checked against the lifecycle and updated; new ids go in by binary COPY on
         PostgreSQL and a raw executemany on SQLite. An id repeated inside a batch is applied in
