@@ -2,9 +2,16 @@
 
 The columns are the table's columns *as the database has them* (reflected at the start of a
 run), not a list kept here: a column that a later migration adds (or that an upstream Miyabi
-database has and this package does not know) is archived and restored too. Columns this
-package knows keep their types from :mod:`miyabi_analytics._db.schema` (uuids and timestamps
-behave the same on both databases that way); the others take the reflected type.
+database has and this package does not know, such as ``agent_executions.options``) is archived
+and restored too. Columns this package knows keep their types from
+:mod:`miyabi_analytics._db.schema` (uuids and timestamps behave the same on both databases that
+way); the others take the reflected type where its values survive the trip to Arrow and back
+(uuid, JSON, boolean, integers, floats, bytes, text; timestamps on PostgreSQL). Any other
+column is *kept as text*: its text as the database has it (PostgreSQL: cast to ``text``,
+which the type's own input function reads back; SQLite: the stored value, whatever its
+declared type), restored untyped, so the database parses it as it parsed it once. That keeps
+an array, an interval, a ``numeric(30,12)`` or a SQLite timestamp in a form SQLAlchemy would
+not parse, exactly as it was.
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,6 +32,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     DateTime,
     Float,
@@ -32,11 +40,17 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     Numeric,
+    Select,
+    String,
     Table,
+    Text,
     Uuid,
+    cast,
     inspect,
     select,
 )
+from sqlalchemy.engine import Dialect as SQLDialect
+from sqlalchemy.types import NullType
 
 from miyabi_analytics._db.expressions import write_order
 from miyabi_analytics._db.schema import WRITE_ORDER, analytics, executions, logs
@@ -58,6 +72,14 @@ class ArchivedTable:
     encoders: tuple[_Encode, ...]
     generated: frozenset[str]
     """Columns the database fills in itself (identity, computed): restore leaves them to it."""
+    reads: tuple[ColumnElement[Any], ...] = ()
+    """What a run selects, in column order (a column kept as text: its text)."""
+    legacy: Mapping[str, _Encode] = field(default_factory=dict)
+    """Columns kept as text: how a value an older archive kept typed is written back."""
+
+    def select(self) -> Select[Any]:
+        """The archived columns of the table, in column order, as a run reads them."""
+        return select(*self.reads) if self.reads else select(self.table)
 
     @property
     def name(self) -> str:
@@ -72,27 +94,75 @@ class ArchivedTable:
 def reflect_tables(conn: Connection) -> dict[str, ArchivedTable]:
     """The three archived tables with the columns the database has now, by table name."""
     inspector = inspect(conn)
+    dialect = conn.dialect
     found: dict[str, ArchivedTable] = {}
     for base in BASE_TABLES:
         columns: list[Column[Any]] = []
         codecs: list[tuple[str, pa.DataType, _Encode]] = []
         generated: set[str] = set()
+        legacy: dict[str, _Encode] = {}
         for info in inspector.get_columns(base.name):
             name = info["name"]
             known = name in base.c
             kind = base.c[name].type if known else info["type"]
-            columns.append(Column(name, kind, primary_key=name == "id"))
-            codecs.append((name, *_codec(kind, known)))
+            if not known and _kept_as_text(kind, dialect):
+                columns.append(Column(name, NullType()))
+                codecs.append((name, pa.string(), _text))
+                legacy[name] = _legacy(kind, dialect)
+            else:
+                columns.append(Column(name, kind, primary_key=name == "id"))
+                codecs.append((name, *_codec(kind, known)))
             if info.get("identity") or info.get("computed"):
                 generated.add(name)
         table = Table(base.name, MetaData(), *columns)
+        postgresql = dialect.name == "postgresql"
+        reads = tuple(
+            cast(c, Text).label(c.name) if c.name in legacy and postgresql else c
+            for c in table.columns
+        )
         found[base.name] = ArchivedTable(
             table=table,
             schema=pa.schema([(name, kind) for name, kind, _ in codecs]),
             encoders=tuple(encode for _, _, encode in codecs),
             generated=frozenset(generated),
+            reads=reads,
+            legacy=legacy,
         )
     return found
+
+
+def _kept_as_text(kind: Any, dialect: SQLDialect) -> bool:
+    """Whether a column this package does not know is archived as its text (module docstring)."""
+    if isinstance(kind, UuidText | Uuid | JSON | Boolean | Integer | Float | LargeBinary | String):
+        return False  # Float before Numeric: a Float is a Numeric
+    if "JSON" in type(kind).__name__.upper():
+        return False
+    if isinstance(kind, DateTime):
+        # PostgreSQL returns a datetime as stored; SQLite's is text SQLAlchemy may not parse.
+        return dialect.name != "postgresql"
+    return True  # numeric (exact, any precision), date, time, interval, arrays, ranges, ...
+
+
+def _text(value: Any) -> Any:
+    """A kept-as-text value: PostgreSQL's text, or SQLite's stored value as text."""
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _legacy(kind: Any, dialect: SQLDialect) -> _Encode:
+    """Writes back a typed value of an archive written before the column was kept as text.
+
+    Such a value goes in as the column's own type would have written it (SQLite: SQLAlchemy's
+    timestamp text), so an old archive restores as it did before.
+    """
+    try:
+        process = kind.dialect_impl(dialect).bind_processor(dialect)
+    except (AttributeError, NotImplementedError):
+        return None
+    if process is None:
+        return None
+    return lambda value: value if isinstance(value, str) else process(value)
 
 
 def _codec(kind: Any, known: bool) -> tuple[pa.DataType, _Encode]:
@@ -140,7 +210,7 @@ def stream_part(
     # and the database's new write order then ranks rows of one instant as before the purge.
     order = table.c.id if archived.name == executions.name else write_order(table)
     stmt = (
-        select(table)
+        archived.select()
         .where(archived.key.in_(keys))
         .order_by(order)
         .execution_options(stream_results=True, yield_per=chunk)
@@ -212,7 +282,10 @@ def from_arrow(archived: ArchivedTable, part: pa.Table) -> list[dict[str, Any]]:
         for c in archived.table.columns
         if c.name in part.column_names and c.name not in archived.generated
     ]
-    decoders = {name: _decoder(archived.table.c[name].type) for name in names}
+    decoders = {
+        name: archived.legacy.get(name) or _decoder(archived.table.c[name].type)
+        for name in names
+    }
     if WRITE_ORDER in archived.generated and WRITE_ORDER in part.column_names:
         # PostgreSQL's archived write order: parts of earlier runs were written in id order.
         part = part.sort_by(WRITE_ORDER)

@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import Engine, insert, select
@@ -25,6 +26,7 @@ from miyabi_analytics._archive_parts import (
     read_part,
     reflect_tables,
 )
+from miyabi_analytics._db.references import references_found
 from miyabi_analytics._db.rules.restore import unstamp
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.tx import begin
@@ -51,7 +53,8 @@ def read_archive(
     the result to those executions (and their analytics and logs); it reads the whole archive
     into memory otherwise, so for a large archive pass the ids, or read the parts a manifest
     lists with ``pyarrow.dataset``. Columns that only later batches have are null in earlier
-    ones.
+    ones; a column that earlier batches archived typed and later ones as text (see
+    ``_archive_parts``) reads as text.
     """
     directory = _existing(archive_dir)
     copies = layout.current_copies(layout.batches(directory, layout.scan(directory)))
@@ -62,22 +65,57 @@ def read_archive(
 
 
 def _read(directory: Path, copies: dict[uuid.UUID, layout.Batch]) -> dict[str, pa.Table]:
+    result: dict[str, pa.Table] = {}
+    for name, pieces in _pieces(directory, copies).items():
+        if pieces:
+            result[name] = _concat(pieces)
+        else:
+            base = next(b for b in BASE_TABLES if b.name == name)
+            result[name] = pa.table({c.name: pa.array([], pa.null()) for c in base.columns})
+    return result
+
+
+def _pieces(directory: Path, copies: dict[uuid.UUID, layout.Batch]) -> dict[str, list[pa.Table]]:
+    """Each table's rows of these copies, one Arrow table per batch, as its part has them."""
     by_batch: dict[str, tuple[layout.Batch, list[uuid.UUID]]] = {}
     for execution_id, batch in copies.items():
         by_batch.setdefault(batch.name, (batch, []))[1].append(execution_id)
-    result: dict[str, pa.Table] = {}
+    result: dict[str, list[pa.Table]] = {}
     for base in BASE_TABLES:
         key = "id" if base is executions else "execution_id"
-        pieces = [
+        result[base.name] = [
             read_part(directory, part.path, part.sha256, key, ids)
             for batch, ids in by_batch.values()
             for part in [batch.parts[base.name]]
         ]
-        if pieces:
-            result[base.name] = pa.concat_tables(pieces, promote_options="permissive")
-        else:
-            result[base.name] = pa.table({c.name: pa.array([], pa.null()) for c in base.columns})
     return result
+
+
+def _concat(pieces: list[pa.Table]) -> pa.Table:
+    """One table of a table's parts; a column typed in some and text in others reads as text.
+
+    A column this package does not know was archived typed by earlier versions (a
+    ``numeric`` as a float, a SQLite timestamp as a timestamp) and is kept as text now (see
+    ``_archive_parts``); a part's own values never change, only how the two read together.
+    """
+    kinds: dict[str, set[pa.DataType]] = {}
+    for piece in pieces:
+        for item in piece.schema:
+            if not pa.types.is_null(item.type):
+                kinds.setdefault(item.name, set()).add(item.type)
+    as_text = {
+        name for name, found in kinds.items() if len(found) > 1 and pa.string() in found
+    }
+    if as_text:
+        pieces = [_as_text(piece, as_text) for piece in pieces]
+    return pa.concat_tables(pieces, promote_options="permissive")
+
+
+def _as_text(piece: pa.Table, names: set[str]) -> pa.Table:
+    for index, item in enumerate(piece.schema):
+        if item.name in names and not pa.types.is_string(item.type):
+            piece = piece.set_column(index, item.name, piece.column(index).cast(pa.string()))
+    return piece
 
 
 def restore(
@@ -94,6 +132,8 @@ def restore(
     Raises:
         ValidationError: an id that is not a UUID, not in the archive, or already stored; a
             damaged archive file; another purge or restore writing to the directory.
+        NotFound: a foreign key of the table refusing an archived value (an upstream
+            database's ``repositories`` or ``users`` no longer has it), naming the column.
     """
     if not isinstance(engine, Engine):
         raise ValidationError("engine", engine, "expected a SQLAlchemy Engine")
@@ -103,7 +143,9 @@ def restore(
     directory = _existing(archive_dir)
     with layout.locked(directory):
         copies = layout.current_copies(layout.batches(directory, layout.scan(directory)))
-        with begin(engine, write=True) as conn:
+        restored: list[dict[str, Any]] = []  # the execution rows, for a foreign key's refusal
+        written = lambda name: (row.get(name) for row in restored)  # noqa: E731
+        with references_found(engine, written), begin(engine, write=True) as conn:
             stmt = select(executions.c.id).where(executions.c.id.in_(wanted))
             stored = sorted(conn.execute(stmt).scalars())
             if stored:
@@ -113,11 +155,18 @@ def restore(
             if missing:
                 raise ValidationError("execution_ids", str(missing[0]), "not in the archive")
             chosen = {i: copies[i] for i in wanted}
-            rows = _read(directory, chosen)
+            # Batch by batch: each part's values as it has them (types may differ by batch).
+            pieces = _pieces(directory, chosen)
             tables = reflect_tables(conn)
             for base in reversed(BASE_TABLES):  # executions first: the others refer to them
-                values = from_arrow(tables[base.name], rows[base.name])
+                values = [
+                    row
+                    for piece in pieces[base.name]
+                    for row in from_arrow(tables[base.name], piece)
+                ]
                 if values:
+                    if base is executions:
+                        restored.extend(values)
                     conn.execute(insert(tables[base.name].table), values)
                 if base is executions:
                     unstamp(conn, values)  # exactly as archived, missing timestamps too

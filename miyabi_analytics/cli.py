@@ -144,15 +144,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmd.set_defaults(handler=_serve)
     cmd = commands.add_parser(
-        "reap", help="fail running executions that stopped sending heartbeats"
+        "reap", help="fail running executions that stopped sending heartbeats or run too long"
     )
     cmd.add_argument("--url", help=url_help)
     cmd.add_argument(
         "--stale-after",
-        required=True,
         type=_duration,
         metavar="DURATION",
-        help="silence that counts as stuck, e.g. 90s, 30m, 2h, 7d",
+        help="silence that counts as stuck for executions that send heartbeats, e.g. 30m",
+    )
+    cmd.add_argument(
+        "--max-runtime",
+        type=_duration,
+        metavar="DURATION",
+        help="runtime that counts as stuck for executions that never sent a heartbeat, e.g. 2h",
     )
     cmd.set_defaults(handler=_reap)
 
@@ -323,17 +328,23 @@ def _summary_table(engine: Engine) -> str:
 
 def _reap(args: argparse.Namespace) -> int:
     from miyabi_analytics._durations import format_duration
+    from miyabi_analytics.errors import ValidationError
     from miyabi_analytics.store import ExecutionStore
 
+    stale, runtime = args.stale_after, args.max_runtime
+    if stale is None and runtime is None:
+        raise ValidationError("--stale-after", None, "give --stale-after, --max-runtime or both")
     engine = connect(args.url)
     try:
-        reaped = ExecutionStore(engine).reap(args.stale_after)
+        reaped = ExecutionStore(engine).reap(stale, max_runtime=runtime)
     finally:
         engine.dispose()
-    print(
-        f"reaped {reaped} running executions with no heartbeat for "
-        f"{format_duration(args.stale_after)}"
-    )
+    rules = []
+    if stale is not None:
+        rules.append(f"with no heartbeat for {format_duration(stale)}")
+    if runtime is not None:
+        rules.append(f"that ran for more than {format_duration(runtime)} without a heartbeat")
+    print(f"reaped {reaped} running executions {', or '.join(rules)}")
     return 0
 
 

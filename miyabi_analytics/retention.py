@@ -356,7 +356,7 @@ class _Run:
             kept = read_part(self.directory, part.path, part.sha256, key, ids)
             stored = to_arrow(
                 archived,
-                conn.execute(select(archived.table).where(archived.key.in_(keys))).all(),
+                conn.execute(archived.select().where(archived.key.in_(keys))).all(),
             )
             if kept.column_names != stored.column_names:
                 return []  # the table changed shape since: release them all

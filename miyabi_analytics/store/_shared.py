@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
+from miyabi_analytics._db.references import Written, references_found
 from miyabi_analytics._db.rules import RefusedMove, refused_move
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.scope import scope_errors
@@ -25,6 +26,7 @@ from miyabi_analytics.vocabulary import ExecutionStatus
 __all__ = [
     "belongs_to", "json_mapping", "moves_refused", "now", "refusals", "storable", "stored",
 ]
+
 
 
 def now() -> datetime:
@@ -65,14 +67,17 @@ def refusals(
     *,
     data_errors: bool = True,
     moves: Iterable[tuple[uuid.UUID, str]] = (),
+    written: Written | None = None,
 ) -> Iterator[None]:
     """A write's refusals as ValidationErrors: row-level security first, then stored values.
 
     ``records`` are the ``(execution id, repository id)`` pairs written, read only on a
-    failure; see ``scope_errors`` and :func:`storable`; ``moves`` see :func:`moves_refused`.
+    failure; see ``scope_errors`` and :func:`storable`; ``moves`` see :func:`moves_refused`;
+    ``written`` see :func:`references_found` (a foreign key's refusal becomes NotFound).
     Entered around each attempt of a write, outside its transaction (``write``'s ``errors``).
     """
     with (
+        references_found(bind, written or (lambda name: ())),
         moves_refused(bind, moves),
         scope_errors(bind, records),
         storable(field, value, data_errors=data_errors),

@@ -182,6 +182,7 @@ def _save_batch(
             f"batch of {len(batch)}",
             # the step each stored row takes first: to its id's first record of the batch
             moves=((r.id, r.status.value) for r in (firsts.get(k, m) for k, m in merged.items())),
+            written=lambda name: (getattr(r, name, None) for r in merged.values()),
         ),
     )
 

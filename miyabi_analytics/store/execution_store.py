@@ -56,6 +56,9 @@ class ExecutionStore:
         ``started_at``, or ``completed``/``failed`` without ``completed_at``, gets it stamped by
         the database (its rules, :mod:`miyabi_analytics._db.rules`). A backwards status move
         raises :class:`InvalidStatusTransition` and leaves the stored row exactly as it was.
+        A ``repository_id``/``user_id`` that a foreign key of the database refuses (an adopted
+        upstream database references ``repositories``/``users``) raises :class:`NotFound`
+        naming the column and the value; nothing is written.
         """
         return executions.save_execution(self._bind, result, retry=self._retry)
 
@@ -68,7 +71,8 @@ class ExecutionStore:
     ) -> int:
         """Save many executions with the rules of :meth:`save_execution`; returns the count.
 
-        Each batch is one transaction: a bad record or a backwards move refuses its whole batch
+        Each batch is one transaction: a bad record, a backwards move or a foreign key's
+        refusal (:class:`NotFound`, as in :meth:`save_execution`) refuses its whole batch
         (earlier batches stay stored). Stored ids of a batch are looked up (and locked on
         PostgreSQL), checked against the lifecycle and updated; new ids go in by binary COPY on
         PostgreSQL and a raw executemany on SQLite. An id repeated inside a batch is applied in
@@ -118,20 +122,43 @@ class ExecutionStore:
             self._bind, execution_id, agent_type=agent_type, retry=self._retry
         )
 
-    def reap(self, stale_after: timedelta | str) -> int:
-        """Fail the running executions silent for longer than ``stale_after``; returns how many.
+    def reap(
+        self,
+        stale_after: timedelta | str | None = None,
+        *,
+        max_runtime: timedelta | str | None = None,
+    ) -> int:
+        """Fail the running executions that are stuck; returns how many.
 
-        Silent: the later of ``started_at`` and ``last_heartbeat_at`` (``created_at`` if neither
-        is set) is older than ``now - stale_after``. Each gets ``status="failed"``,
-        ``completed_at`` and ``updated_at`` now, and ``error_message`` ``"reaped: no heartbeat
-        for <duration>"`` (e.g. ``30m``), in one transaction under the lifecycle guard: an
-        execution that completes meanwhile stays completed.
+        Two rules, each applied when its limit is given (at least one must be):
+
+        - ``stale_after``: an execution that has sent heartbeats is stuck when the later of
+          ``started_at`` and ``last_heartbeat_at`` is older than ``now - stale_after``;
+          ``error_message`` ``"reaped: no heartbeat for <duration>"`` (e.g. ``30m``).
+        - ``max_runtime``: one that never sent a heartbeat (``last_heartbeat_at`` NULL, as the
+          upstream Rust writers leave it) is stuck when it started (``created_at`` if it has no
+          ``started_at``) before ``now - max_runtime``; ``error_message`` ``"reaped: running
+          for more than <duration> without a heartbeat"``. Silence alone never fails it.
+
+        Each gets ``status="failed"``, ``completed_at`` and ``updated_at`` now, in one UPDATE
+        under the lifecycle guard: an execution that completes meanwhile stays completed.
+
+        Raises:
+            ValidationError: naming ``stale_after`` or ``max_runtime`` for a duration that is
+                not positive (at most 100 years), or ``stale_after`` when neither is given.
         """
-        return liveness.reap(self._bind, stale_after, retry=self._retry)
+        return liveness.reap(
+            self._bind, stale_after, max_runtime=max_runtime, retry=self._retry
+        )
 
-    def count_stuck(self, stale_after: timedelta | str) -> int:
+    def count_stuck(
+        self,
+        stale_after: timedelta | str | None = None,
+        *,
+        max_runtime: timedelta | str | None = None,
+    ) -> int:
         """How many running executions :meth:`reap` would fail now (nothing is changed)."""
-        return liveness.count_stuck(self._bind, stale_after)
+        return liveness.count_stuck(self._bind, stale_after, max_runtime=max_runtime)
 
     # -- metrics and logs ---------------------------------------------------------------------
 

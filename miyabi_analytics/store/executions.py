@@ -47,6 +47,7 @@ def save_execution(
             record.result,
             data_errors=False,
             moves=[(record.id, record.status.value)],
+            written=lambda name: [getattr(record, name, None)],
         ),
     )
     return record.id

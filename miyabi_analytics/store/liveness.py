@@ -57,21 +57,65 @@ def heartbeat(
     return write(bind, stamp, what="heartbeat", policy=retry)
 
 
-def reap(bind: Engine | Connection, stale_after: timedelta | str, *, retry: RetryPolicy) -> int:
+def reap(
+    bind: Engine | Connection,
+    stale_after: timedelta | str | None,
+    *,
+    max_runtime: timedelta | str | None,
+    retry: RetryPolicy,
+) -> int:
     """``ExecutionStore.reap``: one guarded UPDATE fails every stuck execution."""
-    stale = as_duration("stale_after", stale_after)
-    message = f"reaped: no heartbeat for {format_duration(stale)}"
+    stale, runtime = _limits(stale_after, max_runtime)
+    stale_message = "" if stale is None else f"reaped: no heartbeat for {format_duration(stale)}"
+    runtime_message = (
+        ""
+        if runtime is None
+        else f"reaped: running for more than {format_duration(runtime)} without a heartbeat"
+    )
 
     def fail_stuck(conn: Connection) -> int:
         now = _shared.now()
-        return int(conn.execute(statements.reap(now - stale, now, message)).rowcount)
+        stmt = statements.reap(
+            _cutoff(now, stale),
+            _cutoff(now, runtime),
+            now,
+            stale_message=stale_message,
+            runtime_message=runtime_message,
+        )
+        return int(conn.execute(stmt).rowcount)
 
     return write(bind, fail_stuck, what="reap", policy=retry)
 
 
-def count_stuck(bind: Engine | Connection, stale_after: timedelta | str) -> int:
+def count_stuck(
+    bind: Engine | Connection,
+    stale_after: timedelta | str | None,
+    *,
+    max_runtime: timedelta | str | None = None,
+) -> int:
     """``ExecutionStore.count_stuck``: what :func:`reap` would fail now, changing nothing."""
-    stale = as_duration("stale_after", stale_after)
+    stale, runtime = _limits(stale_after, max_runtime)
+    now = _shared.now()
     with begin(bind) as conn:
-        count: int = conn.execute(statements.count_stuck(_shared.now() - stale)).scalar_one()
+        count: int = conn.execute(
+            statements.count_stuck(_cutoff(now, stale), _cutoff(now, runtime))
+        ).scalar_one()
     return count
+
+
+def _limits(
+    stale_after: timedelta | str | None, max_runtime: timedelta | str | None
+) -> tuple[timedelta | None, timedelta | None]:
+    """Both limits validated; at least one must be given."""
+    if stale_after is None and max_runtime is None:
+        raise ValidationError(
+            "stale_after", None, "give stale_after, max_runtime or both (e.g. 30m, 2h)"
+        )
+    return (
+        None if stale_after is None else as_duration("stale_after", stale_after),
+        None if max_runtime is None else as_duration("max_runtime", max_runtime),
+    )
+
+
+def _cutoff(now: datetime, limit: timedelta | None) -> datetime | None:
+    return None if limit is None else now - limit

@@ -113,7 +113,9 @@ def test_an_agent_cannot_heartbeat_another_agents_execution(engine):
 def test_reap_fails_silent_running_executions_only(engine):
     store = ma.ExecutionStore(engine)
     old = NOW - timedelta(hours=2)
-    silent = running(engine, old)  # started 2h ago, never beat
+    silent = running(engine, old)  # started 2h ago, beat once, 90 minutes ago
+    set_heartbeat(engine, silent.id, NOW - timedelta(minutes=90))
+    never_beat = running(engine, old)  # started 2h ago, never beat: not judged by silence
     beating = running(engine, old)  # started 2h ago, beat a minute ago
     set_heartbeat(engine, beating.id, NOW - timedelta(minutes=1))
     stale_beat = running(engine, old)  # its last beat is 40 minutes old
@@ -127,12 +129,12 @@ def test_reap_fails_silent_running_executions_only(engine):
     AGENT.save_execution(engine, done_record)
     untouched = {
         r.id: stored(engine, r.id)
-        for r in (beating, fresh, never_started, pending, done_record)
+        for r in (never_beat, beating, fresh, never_started, pending, done_record)
     }
 
     assert store.count_stuck(timedelta(minutes=30)) == 2
     reaped = store.reap(timedelta(minutes=30))
-    print(f"\nreap --stale-after 30m: {reaped} of 7 executions reaped")
+    print(f"\nreap --stale-after 30m: {reaped} of 8 executions reaped")
     assert reaped == 2
     for record in (silent, stale_beat):
         row = stored(engine, record.id)
@@ -155,6 +157,8 @@ def test_reap_fails_silent_running_executions_only(engine):
 
 
 def test_never_started_running_executions_go_by_created_at(engine):
+    # Updated for issue 14: with no heartbeat ever, stale_after leaves it alone and
+    # max_runtime judges it by created_at.
     store = ma.ExecutionStore(engine)
     record = running(engine, None)
     with engine.begin() as conn:
@@ -165,10 +169,14 @@ def test_never_started_running_executions_go_by_created_at(engine):
             .where(executions.c.id == record.id)
             .values(created_at=NOW - timedelta(days=2), started_at=None)
         )
-    assert store.count_stuck("1d") == 1
-    assert store.reap("1d") == 1
+    assert store.count_stuck("1d") == 0
+    assert store.reap("1d") == 0
+    assert store.count_stuck(max_runtime="1d") == 1
+    assert store.reap(max_runtime="1d") == 1
     row = stored(engine, record.id)
-    assert (row["status"], row["error_message"]) == ("failed", "reaped: no heartbeat for 1d")
+    assert (row["status"], row["error_message"]) == (
+        "failed", "reaped: running for more than 1d without a heartbeat"
+    )
     assert row["started_at"] is None
 
 
@@ -182,7 +190,7 @@ def test_reap_refuses_bad_durations(engine, bad):
         store.reap(bad)
     with pytest.raises(ma.ValidationError, match="stale_after"):
         store.count_stuck(bad)
-    assert store.count_stuck("1h") == 1
+    assert store.count_stuck(max_runtime="1h") == 1  # never beat: max_runtime's to judge
 
 
 # -- CLI ---------------------------------------------------------------------------------------
@@ -191,7 +199,9 @@ def test_reap_refuses_bad_durations(engine, bad):
 def test_cli_reap(engine, db_url, capsys):
     url = db_url.render_as_string(hide_password=False)
     for _ in range(3):
-        running(engine, NOW - timedelta(hours=3))
+        record = running(engine, NOW - timedelta(hours=3))
+        set_heartbeat(engine, record.id, NOW - timedelta(hours=3))
+    running(engine, NOW - timedelta(hours=3))  # never beat: not reaped by --stale-after
     running(engine, NOW)
     assert main(["reap", "--url", url, "--stale-after", "2h"]) == 0
     out = capsys.readouterr().out

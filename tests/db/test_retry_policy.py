@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, Engine, create_engine, event, text
+from sqlalchemy import URL, Engine, create_engine, event, text, update
 from sqlalchemy.exc import DBAPIError
 
 import miyabi_analytics as ma
 from miyabi_analytics._db.retry import Failure, classify
+from miyabi_analytics._db.schema import executions
 from miyabi_analytics.cli import main
 
 AGENT = ma.SalesAgent()
@@ -59,6 +60,13 @@ def stuck(engine: Engine) -> ma.AgentExecutionResult:
         datetime.now(UTC) - timedelta(days=2)
     ).build()
     AGENT.save_execution(engine, record)
+    # Its last heartbeat two days ago: one that never beat is not judged by stale_after.
+    with engine.begin() as conn:
+        conn.execute(
+            update(executions)
+            .where(executions.c.id == record.id)
+            .values(last_heartbeat_at=datetime.now(UTC) - timedelta(days=2))
+        )
     return record
 
 
