@@ -4,8 +4,10 @@ Written from docs/upstream-miyabi-schema.md (issue 14 item 8): ``build_upstream`
 ``UpstreamWriter`` runs the upstream statements verbatim (``$n`` become named binds, nothing else
 changes), ``fill_upstream`` writes a realistic history through them and returns an ``Oracle``
 computed in plain Python. ``upstream_url`` is a fixture: import it into a test module
-(``from tests.upstream import upstream_url``); it needs the ``dialect`` fixture parametrised to
-``postgresql`` (PostgreSQL only: the SQL is).
+(``from tests.upstream import upstream_url  # noqa: F401``; a parameter of that name then needs
+``# noqa: F811``) and parametrise ``dialect`` to ``postgresql`` as PG-only tests do
+(``pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)``).
+``fill_upstream`` commits after every write: give it a Connection from ``engine.connect()``.
 """
 
 from __future__ import annotations
