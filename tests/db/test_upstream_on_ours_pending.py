@@ -1,7 +1,6 @@
 """Upstream behaviours on a fresh database of ours that land with revision 0009 (issue 14).
 
-Each test is a strict xfail today, so it fails loudly once the behaviour lands; the lead removes
-the marks after merging. PostgreSQL only (the upstream SQL is).
+PostgreSQL only (the upstream SQL is).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from tests.conftest import create_pg_database, drop_pg_database
 from tests.upstream import UpstreamWriter
 
 pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
-LANDS_WITH_0009 = pytest.mark.xfail(strict=True, reason="issue 14: lands with revision 0009")
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
@@ -37,7 +35,6 @@ def ours(dialect: str) -> Iterator[Engine]:
 # -- (a) the upstream view query works on our view -----------------------------------------------
 
 
-@LANDS_WITH_0009
 def test_the_upstream_view_query_runs_on_ours_one_row_per_execution(ours):
     with ours.begin() as conn:
         writer, repo = UpstreamWriter(conn), uuid.uuid4()
@@ -54,7 +51,6 @@ def test_the_upstream_view_query_runs_on_ours_one_row_per_execution(ours):
     assert got == {key: (5, 2), quiet: (0, 0)}  # error_count: exactly log_level = 'error'
 
 
-@LANDS_WITH_0009
 def test_the_upstream_view_columns_keep_their_types_on_ours(ours):
     with ours.connect() as conn:
         kinds = dict(conn.execute(text(
@@ -67,7 +63,6 @@ def test_the_upstream_view_columns_keep_their_types_on_ours(ours):
 # -- (b) metrics saved with jsonb_set count as if saved through the store ------------------------
 
 
-@LANDS_WITH_0009
 def test_jsonb_set_metrics_reach_read_summarys_typed_columns(ours):
     repo = uuid.uuid4()
     with ours.begin() as conn:
@@ -81,7 +76,6 @@ def test_jsonb_set_metrics_reach_read_summarys_typed_columns(ours):
     assert (row["engagement_score"], row["competitors_analyzed"]) == (55, 4)
 
 
-@LANDS_WITH_0009
 def test_jsonb_set_metrics_count_in_business_metrics(ours):
     repo = uuid.uuid4()
     with ours.begin() as conn:
@@ -93,7 +87,6 @@ def test_jsonb_set_metrics_count_in_business_metrics(ours):
     assert found[["executions", "mean_engagement_score"]].values.tolist() == [[2, 50.0]]
 
 
-@LANDS_WITH_0009
 def test_the_later_of_json_and_analytics_row_wins(ours):
     repo = uuid.uuid4()
     with ours.begin() as conn:
@@ -114,7 +107,6 @@ def test_the_later_of_json_and_analytics_row_wins(ours):
 # -- (c) the fleet's agent types read as category "other" and filter -------------------------------
 
 
-@LANDS_WITH_0009
 def test_fleet_agent_types_read_as_other_and_filter(ours):
     repo = uuid.uuid4()
     with ours.begin() as conn:
@@ -127,7 +119,6 @@ def test_fleet_agent_types_read_as_other_and_filter(ours):
     assert only["id"].tolist() == [str(fleet)]
 
 
-@LANDS_WITH_0009
 def test_upstream_warn_reads_as_warning_and_the_filter_finds_both(ours):
     with ours.begin() as conn:
         writer = UpstreamWriter(conn)
