@@ -203,7 +203,7 @@ class DashboardData:
     frames: Mapping[str, pd.DataFrame]
     kpis: tuple[Kpi, ...]
     seconds: float
-    stuck: int = 0  # running executions without a heartbeat for STUCK_AFTER, all repositories
+    stuck: int = 0  # running, no heartbeat for STUCK_AFTER (or none for MAX_RUNTIME), all repos
 
 
 FRAME_KEYS: Final = ("quality", "success", "success_over_time", "durations", "business", "errors")
@@ -211,13 +211,16 @@ _PARALLEL_QUERIES: Final = 4
 
 
 STUCK_AFTER: Final = timedelta(minutes=30)
+MAX_RUNTIME: Final = timedelta(hours=1)
+"""For executions that never sent a heartbeat (upstream writers never do): running this long."""
 
 
 def _stuck_count(engine: Engine) -> pd.DataFrame:
-    """Running executions ``miyabi-analytics reap --stale-after 30m`` would fail now."""
+    """Running executions ``reap --stale-after 30m --max-runtime 1h`` would fail now."""
     from miyabi_analytics.store import ExecutionStore
 
-    return pd.DataFrame({"stuck": [ExecutionStore(engine).count_stuck(STUCK_AFTER)]})
+    store = ExecutionStore(engine)
+    return pd.DataFrame({"stuck": [store.count_stuck(STUCK_AFTER, max_runtime=MAX_RUNTIME)]})
 
 
 TILES: Final = (

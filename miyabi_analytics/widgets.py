@@ -256,7 +256,8 @@ class DashboardView:
         how = f"{ran} queries in {data.seconds:.2f} s" if ran else "from the cache"
         stuck = (
             f'; <span style="color:#D62728">{data.stuck:,} running without a heartbeat for '
-            f"30 min (all repositories; see miyabi-analytics reap)</span>"
+            f"30 min, or without any for over 1 h (all repositories; see miyabi-analytics "
+            f"reap)</span>"
             if data.stuck
             else ""
         )
