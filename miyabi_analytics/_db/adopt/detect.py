@@ -16,7 +16,9 @@ from sqlalchemy import Connection, text
 
 from miyabi_analytics._db.adopt.catalog import OUR_OBJECTS, columns, exists
 from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.summary import EXECUTION_COLUMNS
 from miyabi_analytics.errors import SchemaError
+from miyabi_analytics.vocabulary import TYPED_METRICS
 
 __all__ = ["ADOPTION_RECORD", "Kind", "classify"]
 
@@ -25,35 +27,12 @@ ADOPTION_RECORD: Final = "miyabi_adoption"
 
 # The columns each upstream table has after 20251126 (extra columns are kept, not required).
 _UPSTREAM_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "agent_executions": (
-        "id",
-        "repository_id",
-        "user_id",
-        "agent_type",
-        "issue_number",
-        "status",
-        "started_at",
-        "completed_at",
-        "error_message",
-        "result",
-        "created_at",
-        "updated_at",
+    # upstream never creates quality_score / pr_number (adoption adds them where absent)
+    "agent_executions": tuple(
+        c for c in EXECUTION_COLUMNS if c not in ("quality_score", "pr_number")
     ),
     "business_agent_analytics": (
-        "id",
-        "execution_id",
-        "agent_type",
-        "metrics",
-        "competitors_analyzed",
-        "market_size_usd",
-        "growth_rate_percent",
-        "conversion_rate",
-        "target_audience_size",
-        "estimated_revenue_usd",
-        "engagement_score",
-        "reach_estimate",
-        "roi_percent",
-        "created_at",
+        "id", "execution_id", "agent_type", "metrics", *TYPED_METRICS, "created_at",
     ),
     "agent_execution_logs": ("id", "execution_id", "log_level", "message", "metadata", "logged_at"),
 }
