@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -124,6 +125,33 @@ logs = Table(
     Index(None, "logged_at"),
 )
 
+transitions = Table(
+    "agent_execution_transitions",
+    metadata,
+    # PostgreSQL: a bigint identity; SQLite: the rowid with AUTOINCREMENT, so an id is never
+    # reused after the newest rows are purged (a watcher's cursor would skip the reuse).
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True
+    ),
+    Column(
+        "execution_id",
+        UuidText(),
+        ForeignKey("agent_executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("from_status", String(20), nullable=True),
+    Column("to_status", String(20), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("quality_score", Integer, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Index(None, "execution_id", "id"),
+    Index(None, "at"),
+    sqlite_autoincrement=True,
+)
+"""Every status an execution entered (revision 0010), written by the database's triggers only
+(:mod:`miyabi_analytics._db.rules.history`): one row on insert (``from_status`` NULL) and one
+per status change, by any writer."""
+
 report_runs = Table(
     "report_runs",
     metadata,
@@ -166,7 +194,19 @@ Not a column of the models, as :data:`WRITE_ORDER`: the store's bulk writers sen
 of the models, and this one is the database's alone (writers leave it to its default).
 """
 
-_DATABASE_ONLY: Final = {analytics.name: (WRITE_ORDER, FROM_RESULT), logs.name: (WRITE_ORDER,)}
+TXID: Final = "txid"
+"""``agent_execution_transitions.txid`` (revision 0010, PostgreSQL only): the writing
+transaction's id (``bigint``, default ``pg_current_xact_id()``: the 64-bit xid8, which a
+``bigint`` holds and every client reads), which a watcher's catch-up keys
+on (:mod:`miyabi_analytics._db.rules.history`). The database's alone, as :data:`WRITE_ORDER`.
+"""
+
+_DATABASE_ONLY: Final = {
+    analytics.name: (WRITE_ORDER, FROM_RESULT),
+    logs.name: (WRITE_ORDER,),
+    transitions.name: (TXID,),
+}
+_DATABASE_ONLY_INDEXES: Final = {f"ix_{transitions.name}_{TXID}"}
 
 
 def include_object(
@@ -178,8 +218,10 @@ def include_object(
 ) -> bool:
     """Alembic's object filter: the database's own columns are not a drift.
 
-    :data:`WRITE_ORDER` and :data:`FROM_RESULT`.
+    :data:`WRITE_ORDER`, :data:`FROM_RESULT` and :data:`TXID`.
     """
+    if type_ == "index" and reflected and compare_to is None:
+        return name not in _DATABASE_ONLY_INDEXES
     table = getattr(item, "table", None)
     return not (
         type_ == "column"

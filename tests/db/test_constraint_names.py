@@ -54,6 +54,8 @@ def database_names(engine: Engine) -> dict[str, dict[str, set[str]]]:
     inspector = inspect(engine)
     out: dict[str, dict[str, set[str]]] = {}
     for table in schema.metadata.tables:
+        if not inspector.has_table(table):
+            continue  # a table of a later revision than the database's
         pk = inspector.get_pk_constraint(table)["name"]
         out[table] = {
             "check": {c["name"] for c in inspector.get_check_constraints(table)},
