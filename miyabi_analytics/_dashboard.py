@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,19 +21,11 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from miyabi_analytics import aggregates
+from miyabi_analytics._dashboard_filters import STATUSES, DashboardFilters
 from miyabi_analytics._db.buckets import Freq
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.engine import mask_url
-from miyabi_analytics.errors import ValidationError
-from miyabi_analytics.filters import SummaryFilters
-from miyabi_analytics.kpis import Kpi, Totals, totals_of, totals_queries
-from miyabi_analytics.vocabulary import (
-    AGENT_CATEGORIES,
-    AGENT_TYPES,
-    ExecutionStatus,
-    agent_category,
-    agent_type_order,
-)
+from miyabi_analytics.kpis import Kpi, Query, Totals, totals_of, totals_queries
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -47,7 +38,9 @@ __all__ = [
     "DashboardFilters",
     "DashboardModel",
     "Kpi",
+    "FIGURE_FRAMES",
     "build_figures",
+    "dashboard_queries",
     "default_window",
 ]
 
@@ -62,137 +55,6 @@ TABS: Final[Mapping[str, tuple[str, ...]]] = {
     "Errors": ("errors", "failures"),
 }
 """Tab title -> the names of the figures it shows, top to bottom."""
-
-STATUSES: Final = tuple(s.value for s in ExecutionStatus)
-
-
-def _selected(values: object) -> list[object] | None:
-    """A selection's values (one, or an iterable); nothing selected (None, empty) is all."""
-    if values is None:
-        return None
-    if isinstance(values, str) or not isinstance(values, Iterable):
-        return [values]
-    return list(values) or None
-
-
-def _canonical(values: Iterable[str] | None, order: Callable[[str], Any]) -> tuple[str, ...] | None:
-    """Validated values deduplicated in a canonical order, so equal selections hash equal."""
-    return None if values is None else tuple(sorted(set(values), key=order))
-
-
-def _check_category(value: object) -> str:
-    if isinstance(value, str) and value in AGENT_CATEGORIES:
-        return value
-    raise ValidationError("categories", value, f"expected one of {', '.join(AGENT_CATEGORIES)}")
-
-
-@dataclass(frozen=True, slots=True)
-class DashboardFilters:
-    """One filter state; hashable, it keys the model's cache.
-
-    ``since`` (inclusive) and ``until`` (exclusive) bound ``started_at``, ``None`` leaves that side
-    open. The selections are tuples in a canonical order; ``None`` means all. Agents shown are
-    those in ``agent_types`` that belong to one of ``categories``. Build with :meth:`build`;
-    :meth:`summary_filters` is what every query of the dashboard is given.
-    """
-
-    since: datetime | None = None
-    until: datetime | None = None
-    repository_ids: tuple[str, ...] | None = None
-    categories: tuple[str, ...] | None = None
-    agent_types: tuple[str, ...] | None = None
-    statuses: tuple[str, ...] | None = None
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        since: object = None,
-        until: object = None,
-        repository_ids: Iterable[object] | None = None,
-        categories: Iterable[object] | None = None,
-        agent_types: Iterable[object] | None = None,
-        statuses: Iterable[object] | None = None,
-    ) -> DashboardFilters:
-        """Validated filters; dates mean UTC midnight, an empty selection means all.
-
-        The query filters are checked by :meth:`SummaryFilters.build`, as every reader's and
-        aggregate's are; only ``categories`` (the dashboard's own) is checked here.
-        """
-        try:
-            checked = SummaryFilters.build(
-                repository_id=_selected(repository_ids),
-                agent_types=_selected(agent_types),
-                statuses=_selected(statuses),
-                since=since,
-                until=until,
-            )
-        except ValidationError as exc:  # named as the dashboard's argument
-            if exc.field != "repository_id":
-                raise
-            raise ValidationError("repository_ids", exc.value, exc.reason) from None
-        chosen = _selected(categories)
-        filters = cls(
-            since=checked.since,
-            until=checked.until,
-            repository_ids=_canonical(
-                None if checked.repository_ids is None else map(str, checked.repository_ids),
-                str,
-            ),
-            categories=_canonical(
-                None if chosen is None else map(_check_category, chosen),
-                AGENT_CATEGORIES.index,
-            ),
-            # Open, as every filter: the 15 in the design's order, then other writers' types.
-            agent_types=_canonical(checked.agent_types, agent_type_order),
-            statuses=_canonical(
-                None if checked.statuses is None else (s.value for s in checked.statuses),
-                STATUSES.index,
-            ),
-        )
-        if filters.agent_selection() == ():
-            raise ValidationError(
-                "agent_types", agent_types, "none of them is in the selected categories"
-            )
-        return filters
-
-    def changed(self, **changes: object) -> DashboardFilters:
-        """These filters with some fields changed, validated again."""
-        current: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        return DashboardFilters.build(**{**current, **changes})
-
-    def agent_selection(self) -> tuple[str, ...] | None:
-        """The agent types to query: ``agent_types`` within ``categories``; ``None``: all."""
-        if self.categories is None:
-            return self.agent_types
-        chosen = self.agent_types or AGENT_TYPES
-        return tuple(a for a in chosen if agent_category(a) in self.categories)
-
-    def summary_filters(self) -> SummaryFilters:
-        """The filters of every query for this state (``filters=``), from validated fields."""
-        return SummaryFilters(
-            repository_ids=(
-                None if self.repository_ids is None else tuple(map(uuid.UUID, self.repository_ids))
-            ),
-            agent_types=self.agent_selection(),
-            statuses=None if self.statuses is None else tuple(map(ExecutionStatus, self.statuses)),
-            since=self.since,
-            until=self.until,
-        )
-
-    def previous_period(self) -> DashboardFilters | None:
-        """The same filters over the period of equal length just before; ``None`` if open."""
-        if self.since is None or self.until is None:
-            return None
-        return replace(self, since=self.since - (self.until - self.since), until=self.since)
-
-    def is_short(self) -> bool:
-        """At most two months: daily buckets for trends, weekly for the rest."""
-        return (
-            self.since is not None
-            and self.until is not None
-            and self.until - self.since <= timedelta(days=62)
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +106,57 @@ def _tiles(current: Totals, previous: Totals | None) -> tuple[Kpi, ...]:
     return tuple(Kpi(key, label, shown(current, key), shown(previous, key)) for key, label in TILES)
 
 
+def dashboard_queries(filters: DashboardFilters) -> dict[str, Query]:
+    """Every query of one filter state, by name, so a live event can name those it touches.
+
+    The tabs' frames (:data:`FRAME_KEYS`), ``now.quality`` (the mean quality tile), ``stuck``,
+    and the previous period's totals (``before.*``) when the range is closed.
+    """
+    where = {"filters": filters.summary_filters()}  # validated once, by DashboardFilters
+    fine: Freq = "D" if filters.is_short() else "W"
+    coarse: Freq = "W" if filters.is_short() else "M"
+    before = filters.previous_period()
+    jobs: dict[str, Query] = {
+        "quality": (aggregates.quality_trend, {"freq": fine, **where}),
+        "success": (aggregates.success_rates, where),
+        "success_over_time": (aggregates.success_rates, {"freq": coarse, **where}),
+        "durations": (aggregates.duration_stats, where),
+        # With the never-started rows (a NaT period): the revenue KPI counts them too, and
+        # one latest-analytics join serves both (it is the dashboard's costliest query).
+        "business": (
+            aggregates.business_metrics_with_unstarted,
+            {"by": "agent_category", "freq": coarse, "unstarted": True, **where},
+        ),
+        "errors": (aggregates.error_analysis, where),
+        "now.quality": (aggregates.quality_trend, {"by": None, "freq": None, **where}),
+        "stuck": (_stuck_count, {}),
+    }
+    if before is not None:
+        jobs.update(totals_queries(before.summary_filters(), prefix="before.", durations=False))
+    return jobs
+
+
+def _assemble(
+    filters: DashboardFilters, results: Mapping[str, pd.DataFrame], seconds: float
+) -> DashboardData:
+    """The data shown for ``filters`` from the results of its :func:`dashboard_queries`."""
+    business = results["business"]
+    frames = {key: results[key] for key in FRAME_KEYS}
+    frames["business"] = business[business["period"].notna()].reset_index(drop=True)
+    current = totals_of(
+        success=results["success"], quality=results["now.quality"], business=business
+    )
+    previous = None
+    if filters.previous_period() is not None:
+        previous = totals_of(
+            success=results["before.success"],
+            quality=results["before.quality"],
+            business=results["before.business"],
+        )
+    stuck = int(results["stuck"]["stuck"].iloc[0])
+    return DashboardData(filters, frames, _tiles(current, previous), seconds, stuck)
+
+
 class DashboardModel:
     """Filter state, cached aggregate queries and KPIs of one engine's database.
 
@@ -255,8 +168,10 @@ class DashboardModel:
         self.engine = engine
         self.filters = filters or DashboardFilters()
         self.queries_run = 0
+        self.last_recomputed: frozenset[str] = frozenset()
         self._count_lock = threading.Lock()
         self._cache: dict[DashboardFilters, DashboardData] = {}
+        self._results: dict[DashboardFilters, dict[str, pd.DataFrame]] = {}
         self._repositories: list[tuple[str, int]] | None = None
 
     def __repr__(self) -> str:
@@ -272,9 +187,7 @@ class DashboardModel:
             self.queries_run += 1
         return function(self.engine, **arguments)
 
-    def _query_all(
-        self, jobs: dict[str, tuple[Callable[..., pd.DataFrame], dict[str, Any]]]
-    ) -> dict[str, pd.DataFrame]:
+    def _query_all(self, jobs: Mapping[str, Query]) -> dict[str, pd.DataFrame]:
         """Run independent queries side by side on the engine's pool.
 
         The database then works on them in parallel. An in-memory SQLite database is private to
@@ -293,53 +206,49 @@ class DashboardModel:
         """The data of the current filters: from the cache, else queried (``force``: re-query)."""
         if force:
             self._cache.clear()
+            self._results.clear()
             self._repositories = None
         cached = self._cache.get(self.filters)
         if cached is not None:
             return cached
-        began = time.perf_counter()
+        return self._compute(self.filters, dashboard_queries(self.filters), {})
+
+    def recompute(self, keys: Collection[str]) -> DashboardData:
+        """The current filters' data with only the queries named in ``keys`` run again.
+
+        The other queries' results are reused from the cache (everything is queried when the
+        current filters have none). ``last_recomputed`` names the queries that ran.
+        """
         filters = self.filters
-        where = {"filters": filters.summary_filters()}  # validated once, by DashboardFilters
-        fine: Freq = "D" if filters.is_short() else "W"
-        coarse: Freq = "W" if filters.is_short() else "M"
-        before = filters.previous_period()
-        jobs: dict[str, tuple[Callable[..., pd.DataFrame], dict[str, Any]]] = {
-            "quality": (aggregates.quality_trend, {"freq": fine, **where}),
-            "success": (aggregates.success_rates, where),
-            "success_over_time": (aggregates.success_rates, {"freq": coarse, **where}),
-            "durations": (aggregates.duration_stats, where),
-            # With the never-started rows (a NaT period): the revenue KPI counts them too, and
-            # one latest-analytics join serves both (it is the dashboard's costliest query).
-            "business": (
-                aggregates.business_metrics_with_unstarted,
-                {"by": "agent_category", "freq": coarse, "unstarted": True, **where},
-            ),
-            "errors": (aggregates.error_analysis, where),
-            "now.quality": (aggregates.quality_trend, {"by": None, "freq": None, **where}),
-            "stuck": (_stuck_count, {}),
-        }
-        if before is not None:
-            jobs.update(
-                totals_queries(before.summary_filters(), prefix="before.", durations=False)
-            )
-        results = self._query_all(jobs)
-        business = results["business"]
-        results["business"] = business[business["period"].notna()].reset_index(drop=True)
-        frames = {key: results[key] for key in FRAME_KEYS}
-        current = totals_of(
-            success=results["success"], quality=results["now.quality"], business=business
-        )
-        previous = None
-        if before is not None:
-            previous = totals_of(
-                success=results["before.success"],
-                quality=results["before.quality"],
-                business=results["before.business"],
-            )
-        kpis = _tiles(current, previous)
-        stuck = int(results["stuck"]["stuck"].iloc[0])
-        data = DashboardData(filters, frames, kpis, time.perf_counter() - began, stuck)
+        kept = self._results.get(filters)
+        jobs = dashboard_queries(filters)
+        if kept is None or filters not in self._cache:
+            return self._compute(filters, jobs, {})
+        return self._compute(filters, {k: q for k, q in jobs.items() if k in keys}, kept)
+
+    def cached_filters(self) -> list[DashboardFilters]:
+        """The filter states whose data is cached, the current one (if cached) first."""
+        others = [f for f in self._cache if f != self.filters]
+        return [self.filters, *others] if self.filters in self._cache else others
+
+    def forget(self, filters: DashboardFilters) -> None:
+        """Drop the cached data of ``filters`` (queried again when they are next shown)."""
+        self._cache.pop(filters, None)
+        self._results.pop(filters, None)
+
+    def forget_repositories(self) -> None:
+        """Drop the repository list (read again when next asked for: a new one may be there)."""
+        self._repositories = None
+
+    def _compute(
+        self, filters: DashboardFilters, jobs: dict[str, Query], kept: Mapping[str, pd.DataFrame]
+    ) -> DashboardData:
+        began = time.perf_counter()
+        results = {**kept, **self._query_all(jobs)}
+        self.last_recomputed = frozenset(jobs)
+        data = _assemble(filters, results, time.perf_counter() - began)
         self._cache[filters] = data
+        self._results[filters] = results
         return data
 
     def kpis(self) -> tuple[Kpi, ...]:
@@ -357,21 +266,38 @@ class DashboardModel:
         return self._repositories
 
 
-def build_figures(data: DashboardData) -> dict[str, go.Figure]:
-    """One new plotly figure per name in :data:`TABS`, from the frames of ``data``."""
+FIGURE_FRAMES: Final[Mapping[str, str]] = {
+    "quality": "quality",
+    "success": "success",
+    "success_over_time": "success_over_time",
+    "durations": "durations",
+    "business": "business",
+    "errors": "errors",
+    "failures": "success_over_time",
+}
+"""Figure name (see :data:`TABS`) -> the frame (and query) it is drawn from."""
+
+
+def build_figures(
+    data: DashboardData, names: Collection[str] | None = None
+) -> dict[str, go.Figure]:
+    """One new plotly figure per name in :data:`TABS` (or in ``names``), from ``data``."""
     from miyabi_analytics import figures
 
     frames = data.frames
     short = data.filters.is_short()
-    return {
-        "quality": figures.quality_trend_figure(frames["quality"], rolling=7 if short else 4),
-        "success": figures.success_rate_figure(frames["success"]),
-        "success_over_time": figures.success_heatmap_figure(frames["success_over_time"]),
-        "durations": figures.duration_figure(frames["durations"]),
-        "business": figures.business_figure(frames["business"], by="agent_category"),
-        "errors": figures.errors_figure(frames["errors"]),
-        "failures": figures.failures_figure(frames["success_over_time"]),
+    drawers: dict[str, Callable[[], go.Figure]] = {
+        "quality": lambda: figures.quality_trend_figure(
+            frames["quality"], rolling=7 if short else 4
+        ),
+        "success": lambda: figures.success_rate_figure(frames["success"]),
+        "success_over_time": lambda: figures.success_heatmap_figure(frames["success_over_time"]),
+        "durations": lambda: figures.duration_figure(frames["durations"]),
+        "business": lambda: figures.business_figure(frames["business"], by="agent_category"),
+        "errors": lambda: figures.errors_figure(frames["errors"]),
+        "failures": lambda: figures.failures_figure(frames["success_over_time"]),
     }
+    return {name: draw() for name, draw in drawers.items() if names is None or name in names}
 
 
 def default_window(today: date | None = None, days: int = DEFAULT_DAYS) -> tuple[date, date]:
