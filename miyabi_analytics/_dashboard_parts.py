@@ -16,6 +16,9 @@ from miyabi_analytics.formatting import MISSING, format_change, format_usd
 from miyabi_analytics.kpis import Kpi
 
 if TYPE_CHECKING:
+    from miyabi_analytics._dashboard import DashboardData
+
+if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 __all__ = ["replace_figure"]
@@ -98,3 +101,27 @@ def _date_of(bound: datetime | None, *, exclusive: bool = False) -> date | None:
     if bound is None:
         return None
     return (bound - timedelta(microseconds=1) if exclusive else bound).astimezone(UTC).date()
+
+
+def _live_html(state: str, last: datetime | None, error: BaseException | None) -> str:
+    """The live indicator: a dot and the time of the last change (or what went wrong)."""
+    if state == "stopped":
+        return '<small style="color:#666">○ live mode stopped</small>'
+    if error is not None:
+        what = html.escape(f"{type(error).__name__}: {str(error).strip()[:120]}")
+        again = "reconnecting" if state == "retrying" else "the last change failed"
+        return f'<small style="color:#D62728">● live: {again} ({what})</small>'
+    when = "waiting for changes" if last is None else f"last change {last:%H:%M:%S} UTC"
+    return f'<small class="miyabi-live"><span style="color:#2CA02C">●</span> live · {when}</small>'
+
+
+def _status_html(data: DashboardData, how: str) -> str:
+    """The status line under the filters: how many executions, how they were read, stuck ones."""
+    stuck = (
+        f'; <span style="color:#D62728">{data.stuck:,} running without a heartbeat for '
+        f"30 min, or without any for over 1 h (all repositories; see miyabi-analytics "
+        f"reap)</span>"
+        if data.stuck
+        else ""
+    )
+    return f"<small>{int(data.kpis[0].value or 0):,} executions; {how}{stuck}</small>"

@@ -14,13 +14,11 @@ Nothing here runs a query or imports ipywidgets at import time; the engine is al
 from __future__ import annotations
 
 import html
-import importlib
-import os
+import threading
 import time
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,9 +35,18 @@ from miyabi_analytics._dashboard import (
     build_figures,
     default_window,
 )
-from miyabi_analytics._dashboard_parts import _date_of, _header, _kpi_html, replace_figure
+from miyabi_analytics._dashboard_live import EventSource, LiveModel, recomputed_figures
+from miyabi_analytics._dashboard_parts import (
+    _date_of,
+    _header,
+    _kpi_html,
+    _live_html,
+    _status_html,
+    replace_figure,
+)
 from miyabi_analytics._db.engine import mask_url
 from miyabi_analytics._extras import needs, require
+from miyabi_analytics._voila_page import wait_for_page_request
 from miyabi_analytics.errors import MiyabiError, ValidationError
 from miyabi_analytics.notebook import shown_url
 from miyabi_analytics.vocabulary import AGENT_CATEGORIES, AGENT_TYPES, agent_category
@@ -73,15 +80,24 @@ class DashboardView:
     """ipywidgets controls, KPI tiles and plotly figure widgets wired to a :class:`DashboardModel`.
 
     ``widget`` is the app to display; ``figures`` maps a figure name (see :data:`TABS`) to the
-    ``FigureWidget`` that is updated in place on every change.
+    ``FigureWidget`` that is updated in place on every change. ``live=True`` (or
+    :meth:`start_live`) keeps it current as other processes record status changes: ``source``
+    (default: :func:`miyabi_analytics.live.watch` on the model's engine) feeds a
+    :class:`~miyabi_analytics._dashboard_live.LiveModel`, whose batches rerun only the queries
+    they touch and redraw only the figures drawn from those; ``live_status`` says so, with the
+    time of the last change. :meth:`close` (or :meth:`stop_live`) ends its threads.
     """
 
-    def __init__(self, model: DashboardModel) -> None:
+    def __init__(
+        self, model: DashboardModel, *, live: bool = False, source: EventSource | None = None
+    ) -> None:
         import plotly.graph_objects as go
 
         w = require("notebook", "ipywidgets")
 
         self.model = model
+        self.live: LiveModel | None = None
+        self._lock = threading.RLock()  # the live thread and the controls change one model
         self.loaded_at = time.monotonic()  # when the data shown was read (monotonic clock)
         self._syncing = False
         self._shown: DashboardData | None = None
@@ -96,6 +112,7 @@ class DashboardView:
         self.statuses = w.SelectMultiple(options=list(STATUSES), rows=6, layout=wide)
         self.refresh_button = w.Button(description="Refresh", icon="refresh", button_style="info")
         self.status = w.HTML()
+        self.live_status = w.HTML()
         self.tiles = {key: w.HTML() for key, _ in TILES}
         self.figures: dict[str, go.FigureWidget] = {
             name: go.FigureWidget() for names in TABS.values() for name in names
@@ -134,7 +151,8 @@ class DashboardView:
         self.tabs.observe(self._on_tab, names="selected_index")
         self._on_tab({"new": self.tabs.selected_index or 0})
         kpis = w.HBox(list(self.tiles.values()), layout={"grid_gap": "8px"})
-        self.widget = w.VBox([kpis, controls, self.status, self.tabs])
+        lines = w.HBox([self.live_status, self.status], layout={"grid_gap": "12px"})
+        self.widget = w.VBox([kpis, controls, lines, self.tabs])
 
         for control in (
             self.since,
@@ -147,6 +165,58 @@ class DashboardView:
             control.observe(self._on_filter_change, names="value")
         self.refresh_button.on_click(self._on_refresh)
         self._load(force=False, quiet=False)  # a dashboard that cannot load raises here
+        if live:
+            self.start_live(source)
+
+    def start_live(self, source: EventSource | None = None) -> None:
+        """Keep the dashboard current from ``source`` (see the class); nothing if it is live."""
+        if self.live is not None:
+            return
+        self.live = LiveModel(
+            self.model,
+            source,
+            lock=self._lock,
+            on_change=self._show_live,
+            on_state=self._live_state,
+        )
+        self.live_status.value = _live_html("listening", None, None)
+        self.live.start()
+
+    def stop_live(self) -> None:
+        """Stop the live mode's threads (and its ``watch`` connection); nothing if not live."""
+        live, self.live = self.live, None
+        if live is not None:
+            live.stop()
+        self.live_status.value = ""
+
+    def close(self) -> None:
+        """Stop the live mode and close the app widget (the dashboard is gone)."""
+        self.stop_live()
+        self.widget.close()
+
+    def _live_state(self, state: str, error: BaseException | None) -> None:
+        live = self.live
+        self.live_status.value = _live_html(state, live.last_event if live else None, error)
+
+    def _show_live(self, data: DashboardData, queries: frozenset[str]) -> None:
+        """Show a live batch's data: only the figures drawn from the queries that ran."""
+        cached = set(self.model.cached_filters())
+        self._built = {f: b for f, b in self._built.items() if f in cached}
+        built = self._built.get(data.filters)
+        shown = self._shown
+        if built is None or shown is None or shown.filters != data.filters:
+            self.show(data)
+        else:
+            fresh = build_figures(data, recomputed_figures(queries))
+            built.update(fresh)
+            for name, figure in fresh.items():
+                replace_figure(self.figures[name], figure)
+            self._show_tiles(data)
+            self._shown = data
+        self.loaded_at = time.monotonic()
+        how = f"{len(queries)} queries in {data.seconds:.2f} s after a change"
+        self.status.value = _status_html(data, how)
+        self._live_state("changed", None)
 
     def _sync_options(self, filters: DashboardFilters) -> None:
         """Set option lists and selections from ``filters`` without triggering a reload."""
@@ -178,6 +248,10 @@ class DashboardView:
     def _on_filter_change(self, _change: Mapping[str, Any]) -> None:
         if self._syncing:
             return
+        with self._lock:
+            self._change_filters()
+
+    def _change_filters(self) -> None:
         start, to = self.since.value, self.until.value
         if start is not None and to is not None and start > to:
             self.status.value = '<span style="color:#D62728">"From" is after "To"</span>'
@@ -214,8 +288,9 @@ class DashboardView:
 
     def reload(self) -> None:
         """Read everything again, as the Refresh button does (new executions show up)."""
-        self._built.clear()
-        self._load(force=True)
+        with self._lock:
+            self._built.clear()
+            self._load(force=True)
 
     def serve_page(self, base_url: str, *, max_age: float = MAX_AGE_SECONDS) -> None:
         """Ready the view for the page Voila serves at ``base_url``.
@@ -230,8 +305,9 @@ class DashboardView:
         module = plotly_module_url(base_url)
         for figure in self.figures.values():
             figure._esm = module
-        if time.monotonic() - self.loaded_at > max_age:
-            self.reload()
+        with self._lock:
+            if time.monotonic() - self.loaded_at > max_age:
+                self.reload()
 
     def _load(self, *, force: bool, quiet: bool = True) -> None:
         """Show the model's data; ``quiet``: errors go to the status line, not the caller."""
@@ -254,16 +330,7 @@ class DashboardView:
         if ran:
             self.loaded_at = time.monotonic()
         how = f"{ran} queries in {data.seconds:.2f} s" if ran else "from the cache"
-        stuck = (
-            f'; <span style="color:#D62728">{data.stuck:,} running without a heartbeat for '
-            f"30 min, or without any for over 1 h (all repositories; see miyabi-analytics "
-            f"reap)</span>"
-            if data.stuck
-            else ""
-        )
-        self.status.value = (
-            f"<small>{int(data.kpis[0].value or 0):,} executions; {how}{stuck}</small>"
-        )
+        self.status.value = _status_html(data, how)
         if not sum(n for _, n in self.model.repositories()):
             self.status.value = (
                 '<b style="color:#D62728">This database holds no executions: '
@@ -275,9 +342,7 @@ class DashboardView:
         if data is self._shown:
             return
         f = data.filters
-        days = None if f.since is None or f.until is None else (f.until - f.since).days
-        for kpi in data.kpis:
-            self.tiles[kpi.key].value = _kpi_html(kpi, days)
+        self._show_tiles(data)
         built = self._built.get(f)
         if built is None:
             built = self._built[f] = build_figures(data)
@@ -285,18 +350,25 @@ class DashboardView:
             replace_figure(self.figures[name], figure)
         self._shown = data
 
+    def _show_tiles(self, data: DashboardData) -> None:
+        f = data.filters
+        days = None if f.since is None or f.until is None else (f.until - f.since).days
+        for kpi in data.kpis:
+            self.tiles[kpi.key].value = _kpi_html(kpi, days)
+
 
 def dashboard_view(
     engine: Engine,
     *,
     since: datetime | date | str | None = None,
     until: datetime | date | str | None = None,
+    live: bool = False,
 ) -> DashboardView:
     """The :class:`DashboardView` that :func:`dashboard` displays, for a notebook to keep."""
     if since is None and until is None:
         since, until = default_window()
     model = DashboardModel(engine, DashboardFilters.build(since=since, until=until))
-    return DashboardView(model)
+    return DashboardView(model, live=live)
 
 
 @needs("notebook")  # before anything runs: one line naming the extra
@@ -305,44 +377,24 @@ def dashboard(
     *,
     since: datetime | date | str | None = None,
     until: datetime | date | str | None = None,
+    live: bool = False,
 ) -> ipywidgets.Widget:
     """The interactive dashboard of ``engine``'s database, to display in JupyterLab or Voila.
 
     Args:
         engine: From :func:`connect`; the dashboard queries it when a filter changes or Refresh
-            is pressed, never otherwise.
+            is pressed, and in live mode when a change touches what it shows, never otherwise.
         since: First instant shown (inclusive); a date means its UTC midnight.
         until: End (exclusive). Without both, the last :data:`DEFAULT_DAYS` days, today (UTC)
             included; with one of them, the other side is open. A cleared date picker opens
             that side too.
+        live: Refresh within about a second when any process records a status change that
+            touches the selection (:func:`miyabi_analytics.live.watch`: LISTEN on PostgreSQL,
+            polling ``PRAGMA data_version`` on SQLite): only the queries and figures the change
+            touches run again; a "live" line shows the time of the last change.
 
     Returns:
         The app: KPI tiles (each against the previous period of equal length), filters (dates,
         repositories, categories, agents, statuses), a Refresh button and tabs of figures.
     """
-    return dashboard_view(engine, since=since, until=until).widget
-
-
-def wait_for_page_request() -> str | None:
-    """Under Voila, the server URL of the page this kernel serves; ``None`` elsewhere, at once.
-
-    ``miyabi-analytics serve`` has Voila run the dashboard notebook in a kernel before anyone
-    asks for the page, so the page opens at once: in such a preheated kernel this waits for the
-    page's request, and the cells after it run when it came (see
-    :meth:`DashboardView.serve_page`). A kernel Voila started for a request (the preheated one
-    was taken) knows its page already and returns at once. In JupyterLab: ``None`` at once.
-
-    Returns:
-        The base URL the page was requested at (``http://127.0.0.1:8866/``), or ``None``.
-    """
-    base = os.environ.get("VOILA_BASE_URL") or "/"
-    if os.environ.get("VOILA_PREHEAT") == "True":
-        voila_utils: Any = importlib.import_module("voila.utils")  # untyped: Any, not a stub
-        voila_utils.wait_for_request()  # sets the request's SERVER_NAME, SERVER_PORT, ...
-        host = os.environ.get("SERVER_NAME") or os.environ.get("VOILA_APP_IP") or "127.0.0.1"
-        port = os.environ.get("SERVER_PORT") or os.environ.get("VOILA_APP_PORT", "")
-        return f"http://{host}{':' + port if port else ''}{base}"
-    request = urlsplit(os.environ.get("VOILA_REQUEST_URL", ""))
-    if request.scheme in ("http", "https") and request.netloc:
-        return f"{request.scheme}://{request.netloc}{base}"
-    return None
+    return dashboard_view(engine, since=since, until=until, live=live).widget

@@ -1,0 +1,365 @@
+"""The dashboard's live mode: transition events in, only the queries they touch run again.
+
+Events come from :func:`miyabi_analytics.live.watch` (LISTEN on PostgreSQL, ``PRAGMA
+data_version`` on SQLite), never from a timer that re-runs the dashboard's queries. A
+:class:`LiveFeed` reads them on a daemon thread and hands them over in batches: the first event
+opens a window of :data:`COALESCE_SECONDS`, everything that arrives in it (or queued up while
+the previous batch was being applied) is one batch, so a burst costs one refresh.
+:class:`LiveModel` applies a batch to a :class:`~miyabi_analytics._dashboard.DashboardModel`.
+
+What an event *touches*, for one filter state (:func:`touched_queries`):
+
+* nothing when the execution is outside the selection: another repository, an agent type not
+  selected, a status filter that holds neither its old nor its new status, or a ``started_at``
+  outside the window (and outside the previous period the KPI tiles compare with). An execution
+  entering ``running`` started at the event's ``at``; the others' ``started_at`` is read once per
+  batch, by primary key;
+* otherwise the queries that read a fact the transition changed. Entering ``running`` stamps
+  ``started_at`` (the row joins the window: every frame); a final status brings
+  ``completed_at``, ``quality_score`` and ``error_message`` (success counts, quality, durations;
+  the error table only for ``failed``); an insert brings a whole row but no analytics yet (all
+  but the business frame); a row crossing the status filter joins or leaves every frame.
+  ``stuck`` (a count over all repositories) runs again when the event enters or leaves
+  ``running``. An event in the previous period touches the ``before.*`` totals of the tiles.
+
+The current filter state runs its touched queries again at once; any other cached state that
+is touched is dropped and queried when it is shown again.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from miyabi_analytics._dashboard import (
+    FIGURE_FRAMES,
+    DashboardData,
+    DashboardFilters,
+    DashboardModel,
+)
+from miyabi_analytics._db.schema import executions
+from miyabi_analytics.live import TransitionEvent
+from miyabi_analytics.vocabulary import ExecutionStatus
+
+__all__ = [
+    "COALESCE_SECONDS",
+    "WAIT_SECONDS",
+    "EventSource",
+    "LiveFeed",
+    "LiveModel",
+    "recomputed_figures",
+    "touched_queries",
+    "watch_source",
+]
+
+COALESCE_SECONDS: Final = 0.2
+"""Events within this long of a batch's first event are applied with it, in one refresh."""
+WAIT_SECONDS: Final = 1.0
+"""``watch``'s timeout: a stopped feed notices within about this long when nothing happens."""
+RETRY_SECONDS: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits before opening the source again after it failed, one after another, the last repeated."""
+
+EventSource = Callable[[], Iterable[TransitionEvent]]
+"""Opens a stream of events; called again whenever the previous one ends, until stopped."""
+
+_RUNNING: Final = ExecutionStatus.RUNNING.value
+_FAILED: Final = ExecutionStatus.FAILED.value
+_ROW: Final = frozenset(
+    {"success", "success_over_time", "quality", "now.quality", "durations", "errors", "business"}
+)
+_FINISH: Final = frozenset({"success", "success_over_time", "quality", "now.quality", "durations"})
+_BEFORE: Final[Mapping[str, str]] = {
+    "success": "before.success",
+    "success_over_time": "before.success",
+    "quality": "before.quality",
+    "now.quality": "before.quality",
+    "business": "before.business",
+}
+
+
+def watch_source(engine: Engine) -> EventSource:
+    """Every transition of ``engine``'s database, from :func:`miyabi_analytics.live.watch`.
+
+    Unfiltered: the dashboard's filters change while it runs; :func:`touched_queries` applies
+    them to each event.
+    """
+
+    def source() -> Iterator[TransitionEvent]:
+        from miyabi_analytics.live import watch  # type: ignore[attr-defined]  # until it lands
+
+        events: Iterator[TransitionEvent] = watch(engine, timeout=WAIT_SECONDS)
+        return events
+
+    return source
+
+
+def _facts(event: TransitionEvent, statuses: tuple[str, ...] | None) -> frozenset[str]:
+    """The queries that read what ``event`` changed, if its row is in the window."""
+    inserted = event.from_status is None
+    if statuses is None:
+        crossing = inserted
+    else:
+        before = not inserted and event.from_status in statuses
+        after = event.to_status in statuses
+        if not before and not after:
+            return frozenset()
+        crossing = before != after
+    if crossing or event.to_status == _RUNNING:
+        keys = _ROW - {"business"} if inserted else _ROW  # no analytics before the row exists
+    else:
+        keys = _FINISH | ({"errors"} if event.to_status == _FAILED else frozenset())
+    if _RUNNING in (event.from_status, event.to_status):
+        keys |= {"stuck"}
+    return keys
+
+
+def _within(started: datetime | None, since: datetime | None, until: datetime | None) -> bool:
+    if since is None and until is None:
+        return True  # no time filter: rows that never started count too
+    if started is None:
+        return False
+    return (since is None or started >= since) and (until is None or started < until)
+
+
+def touched_queries(
+    filters: DashboardFilters,
+    events: Iterable[TransitionEvent],
+    started_at: Callable[[TransitionEvent], datetime | None],
+) -> frozenset[str]:
+    """The names of :func:`~miyabi_analytics._dashboard.dashboard_queries` the events touch.
+
+    Args:
+        filters: The filter state.
+        events: A batch of transitions.
+        started_at: The ``started_at`` of an event's execution (asked only for events that pass
+            the repository, agent and status filters, and only when the range is bounded).
+    """
+    repositories = None if filters.repository_ids is None else set(filters.repository_ids)
+    agents = filters.agent_selection()
+    previous = filters.previous_period()
+    touched: set[str] = set()
+    for event in events:
+        if repositories is not None and str(event.repository_id) not in repositories:
+            continue
+        if agents is not None and event.agent_type not in agents:
+            continue
+        keys = _facts(event, filters.statuses)
+        if not keys:
+            continue
+        bounded = filters.since is not None or filters.until is not None
+        started = started_at(event) if bounded else None
+        if _within(started, filters.since, filters.until):
+            touched |= keys
+        if previous is not None and _within(started, previous.since, previous.until):
+            touched |= {_BEFORE[k] for k in keys if k in _BEFORE}
+    return frozenset(touched)
+
+
+class _StartedAt:
+    """``started_at`` of the batch's executions, read at most once, in one query."""
+
+    def __init__(self, engine: Engine, events: Sequence[TransitionEvent]) -> None:
+        self._engine = engine
+        self._events = events
+        self._known: dict[uuid.UUID, datetime | None] | None = None
+        self.queries = 0
+
+    def __call__(self, event: TransitionEvent) -> datetime | None:
+        if event.to_status == _RUNNING:
+            return event.at  # entering running stamps started_at: the event's own time
+        if self._known is None:
+            ids = {e.execution_id for e in self._events if e.to_status != _RUNNING}
+            statement = sa.select(executions.c.id, executions.c.started_at).where(
+                executions.c.id.in_(ids)
+            )
+            with self._engine.connect() as conn:
+                self._known = {row.id: row.started_at for row in conn.execute(statement)}
+            self.queries += 1
+        return self._known.get(event.execution_id)  # a deleted execution: outside every window
+
+
+class LiveFeed:
+    """Events from a source, on a daemon thread, delivered in coalesced batches on another.
+
+    ``deliver(batch)`` runs on the delivering thread; ``on_state(state, error)`` reports
+    ``"listening"``, ``"retrying"`` (the source failed: ``error``, opened again after a wait),
+    ``"failed"`` (``deliver`` raised ``error``; the next batch is delivered) and ``"stopped"``.
+    :meth:`stop` ends both threads and closes the open stream (the ``watch`` generator closes
+    its connection).
+    """
+
+    def __init__(
+        self,
+        source: EventSource,
+        deliver: Callable[[list[TransitionEvent]], object],
+        *,
+        coalesce: float = COALESCE_SECONDS,
+        on_state: Callable[[str, BaseException | None], None] | None = None,
+    ) -> None:
+        self._source = source
+        self._deliver = deliver
+        self._coalesce = coalesce
+        self._on_state = on_state or (lambda _state, _error: None)
+        self._queue: queue.SimpleQueue[TransitionEvent | None] = queue.SimpleQueue()
+        self._stopped = threading.Event()
+        self._threads = (
+            threading.Thread(target=self._watch, name="miyabi-live-watch", daemon=True),
+            threading.Thread(target=self._batches, name="miyabi-live-apply", daemon=True),
+        )
+        self.events = 0
+        self.batches = 0
+
+    @property
+    def running(self) -> bool:
+        """Whether either thread is still alive."""
+        return any(t.is_alive() for t in self._threads)
+
+    def start(self) -> None:
+        """Start both threads (once)."""
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = WAIT_SECONDS + 5.0) -> bool:
+        """Ask both threads to end and wait up to ``timeout`` s; ``True`` if they did."""
+        self._stopped.set()
+        self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.ident is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not self.running or threading.current_thread() in self._threads
+
+    def _watch(self) -> None:
+        failures = 0
+        while not self._stopped.is_set():
+            stream: Iterable[TransitionEvent] | None = None
+            try:
+                stream = self._source()
+                self._on_state("listening", None)
+                for event in stream:
+                    failures = 0
+                    self._queue.put(event)
+                    if self._stopped.is_set():
+                        break
+            # A thread has no caller to raise to: whatever the source raised is shown (its type
+            # and text, on the indicator) and the source opened again after a wait.
+            except Exception as exc:
+                self._on_state("retrying", exc)
+                self._stopped.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                failures += 1
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+        self._on_state("stopped", None)
+
+    def _batches(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self._coalesce
+            ended = False
+            while True:
+                try:
+                    remaining = deadline - time.monotonic()
+                    following = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else (
+                            self._queue.get_nowait()  # what queued up while the last batch ran
+                        )
+                    )
+                except queue.Empty:
+                    break
+                if following is None:
+                    ended = True
+                    break
+                batch.append(following)
+            if self._stopped.is_set():
+                return
+            self.events += len(batch)
+            self.batches += 1
+            try:
+                self._deliver(batch)
+            except Exception as exc:  # reported; the next batch is applied
+                self._on_state("failed", exc)
+            if ended:
+                return
+
+
+class LiveModel:
+    """A :class:`DashboardModel` kept current by a :class:`LiveFeed`.
+
+    Each batch is applied under ``lock`` (hold it too when changing the model's filters from
+    another thread); ``on_change(data, queries)`` gets the current filters' new data and the
+    names of the queries that ran, only when some ran. ``last_event`` is when the last batch
+    arrived (UTC); ``last_queries`` the queries the last batch ran (empty: it touched nothing).
+    """
+
+    def __init__(
+        self,
+        model: DashboardModel,
+        source: EventSource | None = None,
+        *,
+        lock: threading.RLock | None = None,
+        on_change: Callable[[DashboardData, frozenset[str]], None] | None = None,
+        on_state: Callable[[str, BaseException | None], None] | None = None,
+        coalesce: float = COALESCE_SECONDS,
+    ) -> None:
+        self.model = model
+        self.lock = lock or threading.RLock()
+        self.last_event: datetime | None = None
+        self.last_queries: frozenset[str] = frozenset()
+        self.lookups = 0
+        self._on_change = on_change
+        self.feed = LiveFeed(
+            source or watch_source(model.engine), self.apply, coalesce=coalesce, on_state=on_state
+        )
+
+    def start(self) -> LiveModel:
+        """Start listening; returns ``self``."""
+        self.feed.start()
+        return self
+
+    def stop(self, timeout: float = WAIT_SECONDS + 5.0) -> bool:
+        """Stop listening (see :meth:`LiveFeed.stop`)."""
+        return self.feed.stop(timeout)
+
+    def apply(self, events: list[TransitionEvent]) -> frozenset[str]:
+        """Apply one batch: the queries it touches run again; returns their names."""
+        with self.lock:
+            self.last_event = datetime.now(UTC)
+            model = self.model
+            started = _StartedAt(model.engine, events)
+            current: frozenset[str] = frozenset()
+            for filters in model.cached_filters():
+                keys = touched_queries(filters, events, started)
+                if filters == model.filters:
+                    current = keys
+                elif keys:
+                    model.forget(filters)
+            if any(e.from_status is None for e in events):
+                model.forget_repositories()  # read again when next needed, not now
+            self.lookups += started.queries
+            self.last_queries = current
+            if not current:
+                return current
+            data = model.recompute(current)
+            if self._on_change is not None:
+                self._on_change(data, current)
+            return current
+
+
+def recomputed_figures(queries: Collection[str]) -> list[str]:
+    """The figures drawn from frames the named queries give (see ``FIGURE_FRAMES``)."""
+    return [name for name, frame in FIGURE_FRAMES.items() if frame in queries]
