@@ -287,12 +287,12 @@ class LiveFeed:
                 batch.append(following)
             if self._stopped.is_set():
                 return
-            self.events += len(batch)
-            self.batches += 1
             try:
                 self._deliver(batch)
             except Exception as exc:  # reported; the next batch is applied
                 self._on_state("failed", exc)
+            self.events += len(batch)  # counted once applied: a caller may wait for it
+            self.batches += 1
             if ended:
                 return
 
@@ -338,7 +338,7 @@ class LiveModel:
     def apply(self, events: list[TransitionEvent]) -> frozenset[str]:
         """Apply one batch: the queries it touches run again; returns their names."""
         with self.lock:
-            self.last_event = datetime.now(UTC)
+            arrived = datetime.now(UTC)
             model = self.model
             started = _StartedAt(model.engine, events)
             current: frozenset[str] = frozenset()
@@ -352,10 +352,10 @@ class LiveModel:
                 model.forget_repositories()  # read again when next needed, not now
             self.lookups += started.queries
             self.last_queries = current
-            if not current:
-                return current
-            data = model.recompute(current)
-            if self._on_change is not None:
+            if current:
+                data = model.recompute(current)
+            self.last_event = arrived  # once applied: the indicator then tells the truth
+            if current and self._on_change is not None:
                 self._on_change(data, current)
             return current
 

@@ -1,0 +1,473 @@
+"""The dashboard's live mode (issue 15, item 4): events in, only the touched queries again.
+
+Events are built from the rows the database's own triggers wrote to
+``agent_execution_transitions`` (the fake source replays them; the real one is ``watch``), and
+every partial recompute is held to a full refresh of a new model on the same database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+import miyabi_analytics as ma
+from miyabi_analytics._dashboard import FRAME_KEYS, dashboard_queries
+from miyabi_analytics._dashboard_live import LiveFeed, LiveModel, touched_queries
+from miyabi_analytics._db.schema import executions, transitions
+from miyabi_analytics.demo import load_demo
+from miyabi_analytics.live import TransitionEvent
+from miyabi_analytics.widgets import DashboardData, DashboardFilters, DashboardModel
+
+END = datetime(2026, 3, 11, 15, 30, tzinfo=UTC)
+SINCE = datetime(2026, 2, 11, tzinfo=UTC)
+UNTIL = datetime(2026, 3, 11, tzinfo=UTC)  # the previous period: 2026-01-14 .. SINCE
+INSIDE = UNTIL - timedelta(hours=5)
+FINISH = frozenset({"success", "success_over_time", "quality", "now.quality", "durations"})
+ROW = FINISH | {"errors", "business"}
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+class FakeWatch:
+    """A stand-in for ``watch``: streams what the test puts in, ends after 0.2 s of quiet."""
+
+    def __init__(self) -> None:
+        self.events: queue.SimpleQueue[TransitionEvent] = queue.SimpleQueue()
+        self.opened = 0
+        self.closed = 0
+
+    def __call__(self) -> Iterator[TransitionEvent]:
+        self.opened += 1
+        return self._stream()
+
+    def _stream(self) -> Iterator[TransitionEvent]:
+        try:
+            while True:
+                try:
+                    yield self.events.get(timeout=0.2)
+                except queue.Empty:
+                    return
+        finally:
+            self.closed += 1
+
+    def put(self, events: list[TransitionEvent]) -> None:
+        for event in events:
+            self.events.put(event)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def last_transition(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.coalesce(sa.func.max(transitions.c.id), 0))).one()[0]
+        )
+
+
+def events_after(engine: Engine, after: int) -> list[TransitionEvent]:
+    """The transitions the triggers recorded after id ``after``, as ``watch`` yields them."""
+    t, e = transitions, executions
+    statement = (
+        sa.select(
+            t.c.id,
+            t.c.execution_id,
+            e.c.repository_id,
+            e.c.agent_type,
+            t.c.from_status,
+            t.c.to_status,
+            t.c.at,
+        )
+        .join(e, e.c.id == t.c.execution_id)
+        .where(t.c.id > after)
+        .order_by(t.c.id)
+    )
+    with engine.connect() as conn:
+        return [
+            TransitionEvent(
+                transition_id=r.id,
+                execution_id=uuid.UUID(str(r.execution_id)),
+                repository_id=uuid.UUID(str(r.repository_id)),
+                agent_type=r.agent_type,
+                from_status=r.from_status,
+                to_status=r.to_status,
+                at=r.at,
+            )
+            for r in conn.execute(statement)
+        ]
+
+
+def save(engine: Engine, agent: str, repo: uuid.UUID, **fields: Any) -> ma.AgentExecutionResult:
+    """One execution saved by its agent, built from ``fields`` (builder setter -> value)."""
+    builder = ma.agent_for(agent).builder(repo)
+    for name, value in fields.items():
+        getattr(builder, name)(value)
+    result: ma.AgentExecutionResult = builder.build()
+    ma.agent_for(agent).save_execution(engine, result)
+    return result
+
+
+def finish(engine: Engine, result: ma.AgentExecutionResult, status: str, **more: Any) -> None:
+    done = dataclasses.replace(
+        result,
+        status=ma.ExecutionStatus(status),
+        completed_at=(result.started_at or INSIDE) + timedelta(minutes=7),
+        **more,
+    )
+    ma.agent_for(result.agent_type).save_execution(engine, done)
+
+
+def assert_same_data(partial: DashboardData, full: DashboardData) -> None:
+    assert partial.kpis == full.kpis
+    assert partial.stuck == full.stuck
+    for key in FRAME_KEYS:
+        pd.testing.assert_frame_equal(partial.frames[key], full.frames[key], check_like=True)
+
+
+@pytest.fixture
+def seeded(engine: Engine) -> Engine:
+    load_demo(engine, 600, seed=11, end=END)
+    return engine
+
+
+def model_of(engine: Engine, **filters: Any) -> DashboardModel:
+    return DashboardModel(engine, DashboardFilters.build(since=SINCE, until=UNTIL, **filters))
+
+
+def event(
+    from_status: str | None,
+    to_status: str,
+    *,
+    at: datetime = INSIDE,
+    agent: str = "SalesAgent",
+    repo: uuid.UUID | None = None,
+) -> TransitionEvent:
+    return TransitionEvent(1, uuid.uuid4(), repo or uuid.uuid4(), agent, from_status, to_status, at)
+
+
+# ------------------------------------------------------------------ touched, as a rule
+
+
+WINDOW = DashboardFilters.build(since=SINCE, until=UNTIL)
+
+
+@pytest.mark.parametrize(
+    ("move", "expected"),
+    [
+        (("running", "completed"), FINISH | {"stuck"}),
+        (("running", "failed"), FINISH | {"errors", "stuck"}),
+        ((None, "completed"), ROW - {"business"}),
+        ((None, "running"), ROW - {"business"} | {"stuck"}),
+        (("pending", "running"), ROW | {"stuck"}),
+    ],
+    ids=["complete", "fail", "insert-completed", "insert-running", "start"],
+)
+def test_an_event_in_the_window_touches_what_its_move_changes(
+    move: tuple[str | None, str], expected: frozenset[str]
+) -> None:
+    touched = touched_queries(WINDOW, [event(*move)], lambda _e: INSIDE)
+    assert touched == expected
+    assert touched <= set(dashboard_queries(WINDOW))
+
+
+def test_events_outside_the_selection_touch_nothing_and_read_nothing() -> None:
+    asked: list[TransitionEvent] = []
+
+    def started(e: TransitionEvent) -> datetime:
+        asked.append(e)
+        return INSIDE
+
+    repo, other = uuid.uuid4(), uuid.uuid4()
+    one_repo = WINDOW.changed(repository_ids=[str(repo)])
+    assert touched_queries(one_repo, [event("running", "completed", repo=other)], started) == set()
+    design = WINDOW.changed(categories=["design"])
+    assert touched_queries(design, [event("running", "completed")], started) == set()
+    finished_only = WINDOW.changed(statuses=["failed"])
+    assert touched_queries(finished_only, [event("running", "completed")], started) == set()
+    assert asked == []  # decided without reading started_at
+    # a row leaving (or joining) the status selection changes every frame it was in
+    assert touched_queries(finished_only, [event("running", "failed")], started) == ROW | {"stuck"}
+
+
+@pytest.mark.parametrize(
+    ("started", "expected"),
+    [
+        (SINCE - timedelta(days=3), {"before.success", "before.quality"}),
+        (SINCE - timedelta(days=40), set()),
+        (UNTIL, set()),
+        (None, set()),
+    ],
+    ids=["previous-period", "long-before", "after-the-window", "never-started"],
+)
+def test_the_window_is_the_executions_started_at(
+    started: datetime | None, expected: set[str]
+) -> None:
+    assert touched_queries(WINDOW, [event("running", "completed")], lambda _e: started) == expected
+
+
+def test_without_a_time_filter_no_started_at_is_read() -> None:
+    def unreadable(_e: TransitionEvent) -> datetime:
+        raise AssertionError("started_at asked for")
+
+    assert touched_queries(DashboardFilters(), [event("running", "completed")], unreadable) == (
+        FINISH | {"stuck"}
+    )
+
+
+# ----------------------------------------------------------- applied to a real model
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [("completed", FINISH | {"stuck"}), ("failed", FINISH | {"errors", "stuck"})],
+)
+def test_an_event_reruns_only_the_touched_queries_and_equals_a_full_refresh(
+    seeded: Engine, outcome: str, expected: frozenset[str]
+) -> None:
+    repo = uuid.uuid4()
+    running = save(seeded, "SalesAgent", repo, status="running", started_at=INSIDE)
+    model = model_of(seeded)
+    before = model.refresh()
+    mark, ran = last_transition(seeded), model.queries_run
+    more = {"quality_score": 35} if outcome == "completed" else {"error_message": "boom"}
+    finish(seeded, running, outcome, **more)
+    live = LiveModel(model, FakeWatch())
+    assert live.apply(events_after(seeded, mark)) == expected
+    assert model.last_recomputed == expected
+    assert model.queries_run - ran == len(expected)  # business, errors or before.* not rerun
+    assert live.lookups == 1  # started_at of the batch, one query
+    after = model.refresh()
+    assert after is not before
+    assert_same_data(after, model_of(seeded).refresh())
+    assert after.kpis[1].value != before.kpis[1].value  # the success rate moved
+
+
+def test_inserted_executions_count_at_once(seeded: Engine) -> None:
+    model = model_of(seeded)
+    before = model.refresh()
+    mark = last_transition(seeded)
+    for minute in range(3):
+        save(
+            seeded,
+            "CRMAgent",
+            uuid.uuid4(),
+            status="completed",
+            quality_score=90,
+            started_at=INSIDE + timedelta(minutes=minute),
+            completed_at=INSIDE + timedelta(minutes=minute + 1),
+        )
+    live = LiveModel(model, FakeWatch())
+    assert live.apply(events_after(seeded, mark)) == ROW - {"business"}
+    after = model.refresh()
+    assert after.kpis[0].value == (before.kpis[0].value or 0) + 3
+    assert_same_data(after, model_of(seeded).refresh())
+
+
+def test_events_outside_the_filters_rerun_nothing(seeded: Engine) -> None:
+    repo = str(ma.read_summary(seeded, since=SINCE, until=UNTIL)["repository_id"].iloc[0])
+    cases = [
+        (model_of(seeded, repository_ids=[repo]), "SalesAgent", INSIDE),  # another repository
+        (model_of(seeded, categories=["design"]), "SalesAgent", INSIDE),  # another agent
+        (model_of(seeded), "SalesAgent", SINCE - timedelta(days=60)),  # before both periods
+    ]
+    for model, agent, started in cases:
+        shown = model.refresh()
+        mark, ran = last_transition(seeded), model.queries_run
+        save(
+            seeded,
+            agent,
+            uuid.uuid4(),
+            status="completed",
+            started_at=started,
+            completed_at=started + timedelta(minutes=3),
+            quality_score=10,
+        )
+        live = LiveModel(model, FakeWatch())
+        assert live.apply(events_after(seeded, mark)) == frozenset()
+        assert model.queries_run == ran
+        assert model.refresh() is shown
+        assert_same_data(shown, DashboardModel(seeded, model.filters).refresh())  # truly untouched
+
+
+def test_other_cached_states_are_dropped_only_when_touched(seeded: Engine) -> None:
+    model = model_of(seeded)
+    everything = model.refresh()
+    model.update(categories=["marketing"])
+    marketing = model.refresh()
+    model.update(categories=["design"])
+    design = model.refresh()
+    mark = last_transition(seeded)
+    save(
+        seeded,
+        "SNSStrategyAgent",
+        uuid.uuid4(),
+        status="completed",
+        started_at=INSIDE,
+        completed_at=INSIDE + timedelta(minutes=1),
+    )  # marketing
+    ran = model.queries_run
+    LiveModel(model, FakeWatch()).apply(events_after(seeded, mark))
+    assert model.queries_run == ran  # the shown state (design) is untouched
+    assert model.refresh() is design
+    model.update(categories=["marketing"])
+    assert model.refresh() is not marketing  # touched: dropped, queried again
+    model.update(categories=None)
+    assert model.refresh() is not everything
+
+
+# ------------------------------------------------------------- the feed, coalescing
+
+
+def test_a_burst_is_one_refresh_and_a_later_event_another(seeded: Engine) -> None:
+    model = model_of(seeded)
+    model.refresh()
+    mark = last_transition(seeded)
+    ma.ExecutionStore(seeded).save_executions(
+        ma.agent_for("SalesAgent")
+        .builder(uuid.uuid4())
+        .status("completed")
+        .started_at(INSIDE)
+        .completed_at(INSIDE + timedelta(seconds=n + 1))
+        .build()
+        for n in range(40)
+    )
+    burst = events_after(seeded, mark)
+    assert len(burst) == 40
+    fake = FakeWatch()
+    changes: list[frozenset[str]] = []
+    live = LiveModel(model, fake, on_change=lambda _data, keys: changes.append(keys)).start()
+    try:
+        ran = model.queries_run
+        fake.put(burst)
+        wait_until(lambda: live.feed.events == 40)
+        assert live.feed.batches == 1
+        assert len(changes) == 1
+        assert model.queries_run - ran == len(changes[0])
+        assert model.refresh().kpis[0].value == model_of(seeded).refresh().kpis[0].value
+
+        fake.put([dataclasses.replace(burst[0], transition_id=10**9)])
+        wait_until(lambda: live.feed.events == 41)
+        assert live.feed.batches == 2
+    finally:
+        assert live.stop()
+    assert not live.feed.running
+    assert fake.closed == fake.opened >= 1
+
+
+def test_a_failing_source_is_retried_and_reported() -> None:
+    states: list[tuple[str, str | None]] = []
+    calls = 0
+
+    def source() -> Iterator[TransitionEvent]:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("database gone")
+
+    feed = LiveFeed(
+        source,
+        lambda _batch: None,
+        on_state=lambda s, e: states.append((s, repr(e) if e else None)),
+    )
+    feed.start()
+    wait_until(lambda: calls >= 2)
+    assert feed.stop()
+    assert ("retrying", "ConnectionError('database gone')") in states
+    assert states[-1] == ("stopped", None)
+
+
+# ------------------------------------------------------------------------ the view
+
+
+def test_the_view_redraws_only_touched_figures_and_shows_the_last_change(seeded: Engine) -> None:
+    pytest.importorskip("ipywidgets")
+    from miyabi_analytics.widgets import DashboardView
+
+    repo = uuid.uuid4()
+    running = save(seeded, "SalesAgent", repo, status="running", started_at=INSIDE)
+    fake = FakeWatch()
+    view = DashboardView(model_of(seeded), live=True, source=fake)
+    try:
+        assert "waiting for changes" in view.live_status.value
+        success = view.figures["success"].data[0]
+        business = view.figures["business"].data[0]
+        rate = view.tiles["success_rate"].value
+        mark = last_transition(seeded)
+        finish(seeded, running, "completed", quality_score=10)
+        fake.put(events_after(seeded, mark))
+        live = view.live
+        assert live is not None
+        wait_until(lambda: live.feed.events == 1)  # running -> completed, applied
+        assert view.figures["success"].data[0] is not success  # redrawn
+        assert view.figures["business"].data[0] is business  # not touched: kept
+        assert view.tiles["success_rate"].value != rate
+        assert "after a change" in view.status.value
+    finally:
+        view.close()
+    assert view.live is None
+    assert fake.closed == fake.opened
+
+
+# ---------------------------------------------------- no leaks over a thousand events
+
+
+def pg_connections(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            ).scalar_one()
+        )
+
+
+def test_a_thousand_events_leak_no_thread_nor_connection(seeded: Engine, dialect: str) -> None:
+    model = model_of(seeded)
+    model.refresh()
+    fake = FakeWatch()
+    live = LiveModel(model, fake, coalesce=0.02).start()
+    threads_at_start = threading.active_count()
+    connections: list[int] = []
+    threads: list[int] = []
+    try:
+        for round_ in range(20):
+            mark = last_transition(seeded)
+            ma.ExecutionStore(seeded).save_executions(
+                ma.agent_for("SalesAgent")
+                .builder(uuid.uuid4())
+                .status("completed")
+                .started_at(INSIDE)
+                .completed_at(INSIDE + timedelta(seconds=n + 1))
+                .build()
+                for n in range(50)
+            )
+            fake.put(events_after(seeded, mark))
+            expected = 50 * (round_ + 1)
+            wait_until(lambda: live.feed.events == expected)  # noqa: B023 (called here, now)
+            threads.append(threading.active_count())
+            if dialect == "postgresql":
+                connections.append(pg_connections(seeded))
+        assert live.feed.events == 1000
+        assert live.feed.batches >= 20
+        assert max(threads) <= threads_at_start
+        if dialect == "postgresql":  # the engine's pool, plus at most the watch connection
+            assert max(connections) <= seeded.pool.size() + 1  # type: ignore[attr-defined]
+            assert connections[-1] <= connections[0] + 1
+    finally:
+        assert live.stop()
+    assert threading.active_count() == threads_at_start - 2  # the feed's two threads ended
+    assert model.refresh().kpis[0].value == model_of(seeded).refresh().kpis[0].value
