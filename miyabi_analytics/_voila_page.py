@@ -17,7 +17,8 @@ def wait_for_page_request() -> str | None:
     asks for the page, so the page opens at once: in such a preheated kernel this waits for the
     page's request, and the cells after it run when it came (see
     :meth:`~miyabi_analytics.widgets.DashboardView.serve_page`). A kernel Voila started for a
-    request (the preheated one was taken) knows its page already and returns at once. In JupyterLab: ``None`` at once.
+    request (the preheated one was taken) knows its page already and returns at once. In
+    JupyterLab: ``None`` at once.
 
     Returns:
         The base URL the page was requested at (``http://127.0.0.1:8866/``), or ``None``.

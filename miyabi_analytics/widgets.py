@@ -150,9 +150,11 @@ class DashboardView:
         self.tabs = w.Tab(children=self.pages, titles=list(TABS), layout=full_width)
         self.tabs.observe(self._on_tab, names="selected_index")
         self._on_tab({"new": self.tabs.selected_index or 0})
-        kpis = w.HBox(list(self.tiles.values()), layout={"grid_gap": "8px"})
-        lines = w.HBox([self.live_status, self.status], layout={"grid_gap": "12px"})
-        self.widget = w.VBox([kpis, controls, lines, self.tabs])
+        kpis = w.HBox(
+            [*self.tiles.values(), self.live_status],
+            layout={"grid_gap": "8px", "align_items": "flex-end"},
+        )
+        self.widget = w.VBox([kpis, controls, self.status, self.tabs])
 
         for control in (
             self.since,
