@@ -62,7 +62,7 @@ __all__ = [
 
 COALESCE_SECONDS: Final = 0.2
 """Events within this long of a batch's first event are applied with it, in one refresh."""
-WAIT_SECONDS: Final = 1.0
+WAIT_SECONDS: Final = 5.0
 """``watch``'s timeout: a stopped feed notices within about this long when nothing happens."""
 RETRY_SECONDS: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Waits before opening the source again after it failed, one after another, the last repeated."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,6 +29,7 @@ from miyabi_analytics._dashboard_live import LiveFeed, LiveModel, touched_querie
 from miyabi_analytics._db.schema import executions, transitions
 from miyabi_analytics.demo import load_demo
 from miyabi_analytics.live import TransitionEvent
+from miyabi_analytics.live._postgres import APPLICATION_NAME
 from miyabi_analytics.widgets import DashboardData, DashboardFilters, DashboardModel
 
 END = datetime(2026, 3, 11, 15, 30, tzinfo=UTC)
@@ -435,27 +438,61 @@ def pg_connections(engine: Engine) -> int:
         )
 
 
-def test_a_thousand_events_leak_no_thread_nor_connection(seeded: Engine, dialect: str) -> None:
+def watch_connections(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = :name"
+                ),
+                {"name": APPLICATION_NAME},
+            ).scalar_one()
+        )
+
+
+def listening_live(model: DashboardModel, source: FakeWatch | None, **options: Any) -> LiveModel:
+    """A started LiveModel, returned once its source is open (``watch`` listens from its call)."""
+    listening = threading.Event()
+
+    def on_state(state: str, _error: BaseException | None) -> None:
+        if state == "listening":
+            listening.set()
+
+    live = LiveModel(model, source, on_state=on_state, **options).start()
+    assert listening.wait(10)
+    return live
+
+
+def write_completed(engine: Engine, count: int) -> None:
+    ma.ExecutionStore(engine).save_executions(
+        ma.agent_for("SalesAgent")
+        .builder(uuid.uuid4())
+        .status("completed")
+        .started_at(INSIDE)
+        .completed_at(INSIDE + timedelta(seconds=n + 1))
+        .build()
+        for n in range(count)
+    )
+
+
+@pytest.mark.parametrize("kind", ["fake", "watch"])
+def test_a_thousand_events_leak_no_thread_nor_connection(
+    seeded: Engine, dialect: str, kind: str
+) -> None:
     model = model_of(seeded)
     model.refresh()
-    fake = FakeWatch()
-    live = LiveModel(model, fake, coalesce=0.02).start()
+    fake = FakeWatch() if kind == "fake" else None
+    live = listening_live(model, fake, coalesce=0.02)
     threads_at_start = threading.active_count()
     connections: list[int] = []
     threads: list[int] = []
     try:
         for round_ in range(20):
             mark = last_transition(seeded)
-            ma.ExecutionStore(seeded).save_executions(
-                ma.agent_for("SalesAgent")
-                .builder(uuid.uuid4())
-                .status("completed")
-                .started_at(INSIDE)
-                .completed_at(INSIDE + timedelta(seconds=n + 1))
-                .build()
-                for n in range(50)
-            )
-            fake.put(events_after(seeded, mark))
+            write_completed(seeded, 50)
+            if fake is not None:
+                fake.put(events_after(seeded, mark))
             expected = 50 * (round_ + 1)
             wait_until(lambda: live.feed.events == expected)  # noqa: B023 (called here, now)
             threads.append(threading.active_count())
@@ -464,10 +501,77 @@ def test_a_thousand_events_leak_no_thread_nor_connection(seeded: Engine, dialect
         assert live.feed.events == 1000
         assert live.feed.batches >= 20
         assert max(threads) <= threads_at_start
-        if dialect == "postgresql":  # the engine's pool, plus at most the watch connection
+        if dialect == "postgresql":  # the engine's pool, plus the watch's own connection
             assert max(connections) <= seeded.pool.size() + 1  # type: ignore[attr-defined]
             assert connections[-1] <= connections[0] + 1
+            assert watch_connections(seeded) == (1 if kind == "watch" else 0)
     finally:
         assert live.stop()
     assert threading.active_count() == threads_at_start - 2  # the feed's two threads ended
+    if dialect == "postgresql":
+        assert watch_connections(seeded) == 0  # watch's connection closed with it
     assert model.refresh().kpis[0].value == model_of(seeded).refresh().kpis[0].value
+
+
+# Another process: plain SQL, one transaction; prints the time right after its commit.
+WRITER = r"""
+import sys, time
+dialect, target, execution = sys.argv[1:4]
+if dialect == "sqlite":
+    import sqlite3
+    conn = sqlite3.connect(target, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(
+        "UPDATE agent_executions SET status = 'completed', completed_at = "
+        "strftime('%Y-%m-%d %H:%M:%f', 'now'), quality_score = 77 WHERE id = ?", (execution,)
+    )
+    conn.execute("COMMIT")
+else:
+    import psycopg
+    with psycopg.connect(target) as conn, conn.transaction():
+        conn.execute(
+            "UPDATE agent_executions SET status = 'completed', completed_at = now(), "
+            "quality_score = 77 WHERE id = %s", (execution,)
+        )
+print(repr(time.time()), flush=True)
+"""
+
+
+def test_watch_drives_a_refresh_within_2_s_of_another_process_commit(
+    seeded: Engine, dialect: str
+) -> None:
+    running = save(
+        seeded,
+        "SalesAgent",
+        uuid.uuid4(),
+        status="running",
+        started_at=datetime.now(UTC) - timedelta(minutes=5),
+    )
+    model = DashboardModel(seeded, DashboardFilters.build(since=SINCE))  # up to now
+    before = model.refresh()
+    seen: list[tuple[float, frozenset[str]]] = []
+    live = listening_live(model, None, on_change=lambda _d, keys: seen.append((time.time(), keys)))
+    try:
+        url = seeded.url
+        target = (
+            str(url.database)
+            if dialect == "sqlite"
+            else url.set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        writer = subprocess.run(
+            [sys.executable, "-c", WRITER, dialect, target, str(running.id)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        committed = float(writer.stdout.strip())
+        wait_until(lambda: bool(seen))
+    finally:
+        assert live.stop()
+    shown, keys = seen[0]
+    assert keys == FINISH | {"stuck"}
+    assert shown - committed < 2.0, f"{shown - committed:.2f} s"
+    after = model.refresh()
+    assert after.kpis[1].value != before.kpis[1].value
+    assert_same_data(after, DashboardModel(seeded, model.filters).refresh())
