@@ -304,6 +304,7 @@ class LiveModel:
     another thread); ``on_change(data, queries)`` gets the current filters' new data and the
     names of the queries that ran, only when some ran. ``last_event`` is when the last batch
     arrived (UTC); ``last_queries`` the queries the last batch ran (empty: it touched nothing).
+    A batch whose queries failed (the database away) has them rerun with the next batch.
     """
 
     def __init__(
@@ -321,6 +322,7 @@ class LiveModel:
         self.last_event: datetime | None = None
         self.last_queries: frozenset[str] = frozenset()
         self.lookups = 0
+        self._pending: tuple[DashboardFilters, frozenset[str]] | None = None
         self._on_change = on_change
         self.feed = LiveFeed(
             source or watch_source(model.engine), self.apply, coalesce=coalesce, on_state=on_state
@@ -351,9 +353,16 @@ class LiveModel:
             if any(e.from_status is None for e in events):
                 model.forget_repositories()  # read again when next needed, not now
             self.lookups += started.queries
+            if self._pending and model.filters == self._pending[0]:
+                current |= self._pending[1]  # what a failed batch could not rerun
+            self._pending = None
             self.last_queries = current
             if current:
-                data = model.recompute(current)
+                try:
+                    data = model.recompute(current)
+                except BaseException:
+                    self._pending = (model.filters, current)
+                    raise
             self.last_event = arrived  # once applied: the indicator then tells the truth
             if current and self._on_change is not None:
                 self._on_change(data, current)

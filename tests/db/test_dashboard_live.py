@@ -394,6 +394,37 @@ def test_a_failing_source_is_retried_and_reported() -> None:
     assert states[-1] == ("stopped", None)
 
 
+def test_queries_a_failed_batch_could_not_run_run_with_the_next(
+    seeded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = model_of(seeded)
+    model.refresh()
+    live = LiveModel(model, FakeWatch())
+    mark = last_transition(seeded)
+    save(seeded, "CRMAgent", uuid.uuid4(), status="running", started_at=INSIDE)
+    failing = events_after(seeded, mark)
+
+    def broken(_jobs: Any) -> Any:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "_query_all", broken)
+        with pytest.raises(sa.exc.OperationalError):
+            live.apply(failing)
+    mark = last_transition(seeded)
+    save(
+        seeded,
+        "CRMAgent",
+        uuid.uuid4(),
+        status="failed",
+        started_at=INSIDE - timedelta(hours=1),
+        completed_at=INSIDE,
+        error_message="x",
+    )
+    assert live.apply(events_after(seeded, mark)) == ROW - {"business"} | {"stuck"}  # + failed
+    assert_same_data(model.refresh(), model_of(seeded).refresh())
+
+
 # ------------------------------------------------------------------------ the view
 
 
