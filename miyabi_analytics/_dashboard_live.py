@@ -227,11 +227,15 @@ class LiveFeed:
         for thread in self._threads:
             thread.start()
 
-    def stop(self, timeout: float = WAIT_SECONDS + 5.0) -> bool:
-        """Ask both threads to end and wait up to ``timeout`` s; ``True`` if they did."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask both threads to end and wait up to ``timeout`` s; ``True`` if they did.
+
+        ``None`` waits :data:`WAIT_SECONDS` and a few more: the watching thread notices a stop
+        when its source yields an event or ends (``watch``'s timeout).
+        """
         self._stopped.set()
         self._queue.put(None)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (WAIT_SECONDS + 5.0 if timeout is None else timeout)
         for thread in self._threads:
             if thread.ident is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -333,7 +337,7 @@ class LiveModel:
         self.feed.start()
         return self
 
-    def stop(self, timeout: float = WAIT_SECONDS + 5.0) -> bool:
+    def stop(self, timeout: float | None = None) -> bool:
         """Stop listening (see :meth:`LiveFeed.stop`)."""
         return self.feed.stop(timeout)
 

@@ -6,7 +6,9 @@ Two layers, so the logic is testable without a browser:
   aggregates for it (cached by filter state) and computes KPIs and figures; no ipywidgets.
 * :class:`DashboardView` wires ipywidgets controls and plotly ``FigureWidget`` objects to a
   model: a filter change reads the model's (possibly cached) data and updates the existing
-  figures in place; the Refresh button drops the cache and queries again.
+  figures in place; the Refresh button drops the cache and queries again. In live mode
+  (``live=True``) changes other processes commit rerun only what they touch
+  (:mod:`miyabi_analytics._dashboard_live`).
 
 Nothing here runs a query or imports ipywidgets at import time; the engine is always passed in.
 """
@@ -35,12 +37,12 @@ from miyabi_analytics._dashboard import (
     build_figures,
     default_window,
 )
-from miyabi_analytics._dashboard_live import EventSource, LiveModel, recomputed_figures
+from miyabi_analytics._dashboard_live import EventSource, LiveModel
+from miyabi_analytics._dashboard_live_view import LiveView
 from miyabi_analytics._dashboard_parts import (
     _date_of,
     _header,
     _kpi_html,
-    _live_html,
     _status_html,
     replace_figure,
 )
@@ -76,7 +78,7 @@ MAX_AGE_SECONDS: Final = 60.0
 """A page served from a preheated kernel shows data read at most this long before."""
 
 
-class DashboardView:
+class DashboardView(LiveView):
     """ipywidgets controls, KPI tiles and plotly figure widgets wired to a :class:`DashboardModel`.
 
     ``widget`` is the app to display; ``figures`` maps a figure name (see :data:`TABS`) to the
@@ -167,58 +169,9 @@ class DashboardView:
             control.observe(self._on_filter_change, names="value")
         self.refresh_button.on_click(self._on_refresh)
         self._load(force=False, quiet=False)  # a dashboard that cannot load raises here
+        self.widget.observe(self._on_closed, names="comm")  # app.close(): stop live mode too
         if live:
             self.start_live(source)
-
-    def start_live(self, source: EventSource | None = None) -> None:
-        """Keep the dashboard current from ``source`` (see the class); nothing if it is live."""
-        if self.live is not None:
-            return
-        self.live = LiveModel(
-            self.model,
-            source,
-            lock=self._lock,
-            on_change=self._show_live,
-            on_state=self._live_state,
-        )
-        self.live_status.value = _live_html("listening", None, None)
-        self.live.start()
-
-    def stop_live(self) -> None:
-        """Stop the live mode's threads (and its ``watch`` connection); nothing if not live."""
-        live, self.live = self.live, None
-        if live is not None:
-            live.stop()
-        self.live_status.value = ""
-
-    def close(self) -> None:
-        """Stop the live mode and close the app widget (the dashboard is gone)."""
-        self.stop_live()
-        self.widget.close()
-
-    def _live_state(self, state: str, error: BaseException | None) -> None:
-        live = self.live
-        self.live_status.value = _live_html(state, live.last_event if live else None, error)
-
-    def _show_live(self, data: DashboardData, queries: frozenset[str]) -> None:
-        """Show a live batch's data: only the figures drawn from the queries that ran."""
-        cached = set(self.model.cached_filters())
-        self._built = {f: b for f, b in self._built.items() if f in cached}
-        built = self._built.get(data.filters)
-        shown = self._shown
-        if built is None or shown is None or shown.filters != data.filters:
-            self.show(data)
-        else:
-            fresh = build_figures(data, recomputed_figures(queries))
-            built.update(fresh)
-            for name, figure in fresh.items():
-                replace_figure(self.figures[name], figure)
-            self._show_tiles(data)
-            self._shown = data
-        self.loaded_at = time.monotonic()
-        how = f"{len(queries)} queries in {data.seconds:.2f} s after a change"
-        self.status.value = _status_html(data, how)
-        self._live_state("changed", None)
 
     def _sync_options(self, filters: DashboardFilters) -> None:
         """Set option lists and selections from ``filters`` without triggering a reload."""

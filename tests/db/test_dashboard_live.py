@@ -457,6 +457,21 @@ def test_the_view_redraws_only_touched_figures_and_shows_the_last_change(seeded:
     assert fake.closed == fake.opened
 
 
+def test_closing_the_app_widget_stops_live_mode(seeded: Engine) -> None:
+    pytest.importorskip("ipywidgets")
+    from miyabi_analytics.widgets import DashboardView
+
+    fake = FakeWatch()
+    view = DashboardView(model_of(seeded), live=True, source=fake)
+    live = view.live
+    assert live is not None
+    wait_until(lambda: fake.opened >= 1)
+    view.widget.close()  # what a notebook does with the app (dashboard() returns only it)
+    assert view.live is None
+    wait_until(lambda: not live.feed.running)
+    assert fake.closed == fake.opened
+
+
 # ---------------------------------------------------- no leaks over a thousand events
 
 
