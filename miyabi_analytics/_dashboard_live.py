@@ -2,10 +2,11 @@
 
 Events come from :func:`miyabi_analytics.live.watch` (LISTEN on PostgreSQL, ``PRAGMA
 data_version`` on SQLite), never from a timer that re-runs the dashboard's queries. A
-:class:`LiveFeed` reads them on a daemon thread and hands them over in batches: the first event
-opens a window of :data:`COALESCE_SECONDS`, everything that arrives in it (or queued up while
-the previous batch was being applied) is one batch, so a burst costs one refresh.
-:class:`LiveModel` applies a batch to a :class:`~miyabi_analytics._dashboard.DashboardModel`.
+:class:`~miyabi_analytics._live_feed.LiveFeed` reads them on a daemon thread and hands them
+over in batches: the first event opens a window of :data:`COALESCE_SECONDS`, everything that
+arrives in it (or queued up while the previous batch was being applied) is one batch, so a
+burst costs one refresh. :class:`LiveModel` applies a batch to a
+:class:`~miyabi_analytics._dashboard.DashboardModel`.
 
 What an event *touches*, for one filter state (:func:`touched_queries`):
 
@@ -28,9 +29,7 @@ is touched is dropped and queried when it is shown again.
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from miyabi_analytics._dashboard import (
     DashboardModel,
 )
 from miyabi_analytics._db.schema import executions
+from miyabi_analytics._live_feed import COALESCE_SECONDS, WAIT_SECONDS, EventSource, LiveFeed
 from miyabi_analytics.live import TransitionEvent
 from miyabi_analytics.vocabulary import ExecutionStatus
 
@@ -59,16 +59,6 @@ __all__ = [
     "touched_queries",
     "watch_source",
 ]
-
-COALESCE_SECONDS: Final = 0.2
-"""Events within this long of a batch's first event are applied with it, in one refresh."""
-WAIT_SECONDS: Final = 5.0
-"""``watch``'s timeout: a stopped feed notices within about this long when nothing happens."""
-RETRY_SECONDS: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-"""Waits before opening the source again after it failed, one after another, the last repeated."""
-
-EventSource = Callable[[], Iterable[TransitionEvent]]
-"""Opens a stream of events; called again whenever the previous one ends, until stopped."""
 
 _RUNNING: Final = ExecutionStatus.RUNNING.value
 _FAILED: Final = ExecutionStatus.FAILED.value
@@ -186,121 +176,6 @@ class _StartedAt:
         return self._known.get(event.execution_id)  # a deleted execution: outside every window
 
 
-class LiveFeed:
-    """Events from a source, on a daemon thread, delivered in coalesced batches on another.
-
-    ``deliver(batch)`` runs on the delivering thread; ``on_state(state, error)`` reports
-    ``"listening"``, ``"retrying"`` (the source failed: ``error``, opened again after a wait),
-    ``"failed"`` (``deliver`` raised ``error``; the next batch is delivered) and ``"stopped"``.
-    :meth:`stop` ends both threads and closes the open stream (the ``watch`` generator closes
-    its connection).
-    """
-
-    def __init__(
-        self,
-        source: EventSource,
-        deliver: Callable[[list[TransitionEvent]], object],
-        *,
-        coalesce: float = COALESCE_SECONDS,
-        on_state: Callable[[str, BaseException | None], None] | None = None,
-    ) -> None:
-        self._source = source
-        self._deliver = deliver
-        self._coalesce = coalesce
-        self._on_state = on_state or (lambda _state, _error: None)
-        self._queue: queue.SimpleQueue[TransitionEvent | None] = queue.SimpleQueue()
-        self._stopped = threading.Event()
-        self._threads = (
-            threading.Thread(target=self._watch, name="miyabi-live-watch", daemon=True),
-            threading.Thread(target=self._batches, name="miyabi-live-apply", daemon=True),
-        )
-        self.events = 0
-        self.batches = 0
-
-    @property
-    def running(self) -> bool:
-        """Whether either thread is still alive."""
-        return any(t.is_alive() for t in self._threads)
-
-    def start(self) -> None:
-        """Start both threads (once)."""
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self, timeout: float | None = None) -> bool:
-        """Ask both threads to end and wait up to ``timeout`` s; ``True`` if they did.
-
-        ``None`` waits :data:`WAIT_SECONDS` and a few more: the watching thread notices a stop
-        when its source yields an event or ends (``watch``'s timeout).
-        """
-        self._stopped.set()
-        self._queue.put(None)
-        deadline = time.monotonic() + (WAIT_SECONDS + 5.0 if timeout is None else timeout)
-        for thread in self._threads:
-            if thread.ident is not None and thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
-        return not self.running or threading.current_thread() in self._threads
-
-    def _watch(self) -> None:
-        failures = 0
-        while not self._stopped.is_set():
-            stream: Iterable[TransitionEvent] | None = None
-            try:
-                stream = self._source()
-                self._on_state("listening", None)
-                for event in stream:
-                    failures = 0
-                    self._queue.put(event)
-                    if self._stopped.is_set():
-                        break
-            # A thread has no caller to raise to: whatever the source raised is shown (its type
-            # and text, on the indicator) and the source opened again after a wait.
-            except Exception as exc:
-                self._on_state("retrying", exc)
-                self._stopped.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
-                failures += 1
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
-        self._on_state("stopped", None)
-
-    def _batches(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = time.monotonic() + self._coalesce
-            ended = False
-            while True:
-                try:
-                    remaining = deadline - time.monotonic()
-                    following = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else (
-                            self._queue.get_nowait()  # what queued up while the last batch ran
-                        )
-                    )
-                except queue.Empty:
-                    break
-                if following is None:
-                    ended = True
-                    break
-                batch.append(following)
-            if self._stopped.is_set():
-                return
-            try:
-                self._deliver(batch)
-            except Exception as exc:  # reported; the next batch is applied
-                self._on_state("failed", exc)
-            self.events += len(batch)  # counted once applied: a caller may wait for it
-            self.batches += 1
-            if ended:
-                return
-
-
 class LiveModel:
     """A :class:`DashboardModel` kept current by a :class:`LiveFeed`.
 
@@ -309,6 +184,8 @@ class LiveModel:
     names of the queries that ran, only when some ran. ``last_event`` is when the last batch
     arrived (UTC); ``last_queries`` the queries the last batch ran (empty: it touched nothing).
     A batch whose queries failed (the database away) has them rerun with the next batch.
+    ``source`` defaults to :func:`watch_source`; ``idle`` is its streams' timeout (see
+    :class:`~miyabi_analytics._live_feed.LiveFeed`).
     """
 
     def __init__(
@@ -320,6 +197,7 @@ class LiveModel:
         on_change: Callable[[DashboardData, frozenset[str]], None] | None = None,
         on_state: Callable[[str, BaseException | None], None] | None = None,
         coalesce: float = COALESCE_SECONDS,
+        idle: float | None = WAIT_SECONDS,
     ) -> None:
         self.model = model
         self.lock = lock or threading.RLock()
@@ -329,7 +207,11 @@ class LiveModel:
         self._pending: tuple[DashboardFilters, frozenset[str]] | None = None
         self._on_change = on_change
         self.feed = LiveFeed(
-            source or watch_source(model.engine), self.apply, coalesce=coalesce, on_state=on_state
+            source or watch_source(model.engine),
+            self.apply,
+            coalesce=coalesce,
+            idle=idle,
+            on_state=on_state,
         )
 
     def start(self) -> LiveModel:

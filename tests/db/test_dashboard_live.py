@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,8 +26,9 @@ from sqlalchemy import Engine
 
 import miyabi_analytics as ma
 from miyabi_analytics._dashboard import FRAME_KEYS, dashboard_queries
-from miyabi_analytics._dashboard_live import LiveFeed, LiveModel, touched_queries
+from miyabi_analytics._dashboard_live import LiveModel, touched_queries
 from miyabi_analytics._db.schema import executions, transitions
+from miyabi_analytics._live_feed import WAIT_SECONDS, LiveFeed
 from miyabi_analytics.demo import load_demo
 from miyabi_analytics.live import TransitionEvent
 from miyabi_analytics.live._postgres import APPLICATION_NAME
@@ -44,30 +46,54 @@ ROW = FINISH | {"errors", "business"}
 
 
 class FakeWatch:
-    """A stand-in for ``watch``: streams what the test puts in, ends after 0.2 s of quiet."""
+    """A stand-in for ``watch``: each stream gets what is put while it is open (it listens from
+    its call), and ends after ``idle`` s without an event; a dropped stream closes too.
 
-    def __init__(self) -> None:
-        self.events: queue.SimpleQueue[TransitionEvent] = queue.SimpleQueue()
+    ``gaps`` counts the moments no stream was open (what was put then is lost, as a commit
+    between two ``watch`` calls is).
+    """
+
+    def __init__(self, idle: float = 0.4) -> None:
+        self.idle = idle
         self.opened = 0
         self.closed = 0
+        self.gaps = 0
+        self.lost = 0
+        self._lock = threading.Lock()
+        self._open: list[queue.SimpleQueue[TransitionEvent]] = []
 
     def __call__(self) -> Iterator[TransitionEvent]:
-        self.opened += 1
-        return self._stream()
+        inbox: queue.SimpleQueue[TransitionEvent] = queue.SimpleQueue()
+        with self._lock:
+            self._open.append(inbox)
+            self.opened += 1
+        stream = self._stream(inbox)
+        weakref.finalize(stream, self._forget, inbox)  # as watch does: let go, closed
+        return stream
 
-    def _stream(self) -> Iterator[TransitionEvent]:
+    def _stream(self, inbox: queue.SimpleQueue[TransitionEvent]) -> Iterator[TransitionEvent]:
         try:
             while True:
                 try:
-                    yield self.events.get(timeout=0.2)
+                    yield inbox.get(timeout=self.idle)
                 except queue.Empty:
                     return
         finally:
-            self.closed += 1
+            self._forget(inbox)
+
+    def _forget(self, inbox: queue.SimpleQueue[TransitionEvent]) -> None:
+        with self._lock:
+            if inbox in self._open:
+                self._open.remove(inbox)
+                self.closed += 1
+                self.gaps += not self._open
 
     def put(self, events: list[TransitionEvent]) -> None:
-        for event in events:
-            self.events.put(event)
+        with self._lock:
+            self.lost += 0 if self._open else len(events)
+            for inbox in self._open:
+                for event in events:
+                    inbox.put(event)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -354,7 +380,7 @@ def test_a_burst_is_one_refresh_and_a_later_event_another(seeded: Engine) -> Non
     assert len(burst) == 40
     fake = FakeWatch()
     changes: list[frozenset[str]] = []
-    live = LiveModel(model, fake, on_change=lambda _data, keys: changes.append(keys)).start()
+    live = listening_live(model, fake, on_change=lambda _data, keys: changes.append(keys))
     try:
         ran = model.queries_run
         fake.put(burst)
@@ -425,6 +451,49 @@ def test_queries_a_failed_batch_could_not_run_run_with_the_next(
     assert_same_data(model.refresh(), model_of(seeded).refresh())
 
 
+def synthetic(transition_id: int) -> TransitionEvent:
+    return dataclasses.replace(event("running", "completed"), transition_id=transition_id)
+
+
+@pytest.mark.parametrize("handover", [True, False])
+def test_the_next_stream_opens_before_the_last_ends_so_no_commit_falls_between(
+    handover: bool,
+) -> None:
+    fake = FakeWatch(idle=0.4)
+    got: list[TransitionEvent] = []
+    feed = LiveFeed(fake, got.extend, coalesce=0.01, idle=0.4 if handover else None)
+    feed.start()
+    try:
+        wait_until(lambda: fake.closed >= 4)  # four streams ended for want of events
+        if handover:
+            assert fake.gaps == 0  # a successor listened before each one ended
+            assert feed.handovers >= 4
+        else:
+            assert fake.gaps >= 4  # what a commit in one of those moments would miss
+            assert feed.handovers == 0
+        fake.put([synthetic(7), synthetic(7), synthetic(8)])  # 7 seen by two streams
+        wait_until(lambda: feed.events == 2)
+    finally:
+        assert feed.stop()
+    assert [e.transition_id for e in got] == [7, 8]
+    wait_until(lambda: fake.closed == fake.opened)  # the dropped successors closed too
+
+
+def test_a_successor_is_dropped_when_the_current_stream_yields() -> None:
+    fake = FakeWatch(idle=0.4)
+    feed = LiveFeed(fake, lambda _batch: None, coalesce=0.01, idle=0.4)
+    feed.start()
+    try:
+        wait_until(lambda: fake.opened == 2 and fake.closed == 0)  # the successor is open
+        fake.put([synthetic(1)])  # both hear it; the current one yields: successor dropped
+        wait_until(lambda: feed.events == 1)
+        wait_until(lambda: fake.closed == 1)
+        assert feed.handovers == 0
+    finally:
+        assert feed.stop()
+    assert feed.events == 1
+
+
 # ------------------------------------------------------------------------ the view
 
 
@@ -434,7 +503,7 @@ def test_the_view_redraws_only_touched_figures_and_shows_the_last_change(seeded:
 
     repo = uuid.uuid4()
     running = save(seeded, "SalesAgent", repo, status="running", started_at=INSIDE)
-    fake = FakeWatch()
+    fake = FakeWatch(idle=WAIT_SECONDS)  # the view's feed hands over streams of watch's timeout
     view = DashboardView(model_of(seeded), live=True, source=fake)
     try:
         assert "waiting for changes" in view.live_status.value
@@ -461,7 +530,7 @@ def test_closing_the_app_widget_stops_live_mode(seeded: Engine) -> None:
     pytest.importorskip("ipywidgets")
     from miyabi_analytics.widgets import DashboardView
 
-    fake = FakeWatch()
+    fake = FakeWatch(idle=WAIT_SECONDS)
     view = DashboardView(model_of(seeded), live=True, source=fake)
     live = view.live
     assert live is not None
@@ -505,6 +574,8 @@ def listening_live(model: DashboardModel, source: FakeWatch | None, **options: A
         if state == "listening":
             listening.set()
 
+    if source is not None:
+        options.setdefault("idle", source.idle)
     live = LiveModel(model, source, on_state=on_state, **options).start()
     assert listening.wait(10)
     return live
@@ -547,10 +618,10 @@ def test_a_thousand_events_leak_no_thread_nor_connection(
         assert live.feed.events == 1000
         assert live.feed.batches >= 20
         assert max(threads) <= threads_at_start
-        if dialect == "postgresql":  # the engine's pool, plus the watch's own connection
-            assert max(connections) <= seeded.pool.size() + 1  # type: ignore[attr-defined]
+        if dialect == "postgresql":  # the pool, plus watch's connection (two in a handover)
+            assert max(connections) <= seeded.pool.size() + 2  # type: ignore[attr-defined]
             assert connections[-1] <= connections[0] + 1
-            assert watch_connections(seeded) == (1 if kind == "watch" else 0)
+            assert watch_connections(seeded) in ((1, 2) if kind == "watch" else (0,))
     finally:
         assert live.stop()
     assert threading.active_count() == threads_at_start - 2  # the feed's two threads ended
