@@ -263,3 +263,20 @@ def test_scoped_writer_without_grant_records_and_reads_only_its_history(
         ).scalars().all()
     assert sorted(str(s) for s in seen) == sorted(str(m) for m in mine)
     assert len(history(tenancy.owner)) > len(seen)
+
+
+@PG_ONLY
+def test_a_writers_temporary_table_cannot_take_the_history(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(
+            "CREATE TEMPORARY TABLE agent_execution_transitions "
+            "(LIKE public.agent_execution_transitions INCLUDING DEFAULTS)"
+        ))
+        ex = upstream_insert(conn, repository_id=REPO, agent_type="SalesAgent", status="pending")
+        taken = conn.execute(text("SELECT count(*) FROM pg_temp.agent_execution_transitions"))
+        assert taken.scalar_one() == 0
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT execution_id FROM public.agent_execution_transitions"
+        )).scalars().all()
+    assert [str(r) for r in rows] == [str(ex)]

@@ -22,9 +22,10 @@ commit out of order, so an id cursor alone could skip a row.
 
 Inserts are recorded by a statement-level trigger over the statement's new rows (one call for a
 bulk insert of any size); status changes by a row-level trigger whose ``WHEN`` skips every
-UPDATE that keeps the status (heartbeats, metrics). The functions are ``SECURITY DEFINER``
-with a pinned ``search_path``, so a writer that may write executions (the agents' own role)
-needs no grant on the history table.
+UPDATE that keeps the status (heartbeats, metrics). The functions are ``SECURITY DEFINER``,
+with ``search_path`` pinned to the tables' schema and ``pg_temp`` last, so a writer that may
+write executions (the agents' own role) needs no grant on the history table and cannot divert
+it into a temporary table of its own.
 
 Setting ``miyabi.restoring`` to ``on`` for a transaction (``SET LOCAL``) silences both: restore
 puts archived history back itself. SQLite has no session settings: restore deletes the rows
@@ -122,7 +123,7 @@ def backfill_history_sql(dialect: Dialect) -> str:
 def _pg_ddl() -> list[str]:
     inserts, move = PG_FUNCTIONS
     at = at_sql(Dialect.POSTGRESQL, "n")
-    definer = "SECURITY DEFINER SET search_path FROM CURRENT"
+    definer = "SECURITY DEFINER"
     return [
         f"""CREATE FUNCTION {inserts}() RETURNS trigger LANGUAGE plpgsql {definer} AS $$
 DECLARE
@@ -153,6 +154,12 @@ BEGIN
     RETURN NULL;
 END
 $$""",  # noqa: S608 (DDL from this module's constants)
+        # A definer's search_path is pinned to the tables' schema with pg_temp last: otherwise
+        # a temporary table of the writer's named like the history would be searched first.
+        f"""DO $$ BEGIN
+    EXECUTE format('ALTER FUNCTION {inserts}() SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION {move}() SET search_path = %I, pg_temp', current_schema());
+END $$""",
         f"CREATE TRIGGER {ON_INSERT} AFTER INSERT ON {EXECUTIONS} "
         f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
         f"WHEN ({_AWAKE}) EXECUTE FUNCTION {inserts}()",
