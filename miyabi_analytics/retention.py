@@ -89,12 +89,8 @@ log = logging.getLogger("miyabi_analytics.retention")
 DEFAULT_BATCH_SIZE: Final = 5_000
 MAX_BATCH_SIZE: Final = 1_000_000
 _CHUNK: Final = 20_000
-_COUNTED: Final = {
-    "analytics": analytics.name,
-    "logs": logs.name,
-    "transitions": transitions.name,
-    "executions": executions.name,
-}
+_CHILDREN: Final = {"analytics": analytics, "logs": logs, "transitions": transitions}
+_COUNTED: Final = {**{k: t.name for k, t in _CHILDREN.items()}, "executions": executions.name}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,20 +187,10 @@ def _old(cutoff: datetime) -> ColumnElement[bool]:
 def _count(engine: Engine, old: ColumnElement[bool], cutoff: datetime) -> PurgeReport:
     chosen = select(executions.c.id).where(old)
     with begin(engine) as conn:
-        counts = [
-            conn.execute(select(func.count()).select_from(executions).where(old)).scalar_one(),
-            _count_children(conn, analytics, chosen),
-            _count_children(conn, logs, chosen),
-            _count_children(conn, transitions, chosen),
-        ]
-    return PurgeReport(
-        cutoff=cutoff,
-        dry_run=True,
-        executions=counts[0],
-        analytics=counts[1],
-        logs=counts[2],
-        transitions=counts[3],
-    )
+        counts = {key: _count_children(conn, t, chosen) for key, t in _CHILDREN.items()}
+        stmt = select(func.count()).select_from(executions).where(old)
+        counts["executions"] = conn.execute(stmt).scalar_one()
+    return PurgeReport(cutoff=cutoff, dry_run=True, archive_files=(), vacuumed=False, **counts)
 
 
 def _ids(bind: Engine | Connection, ids: Sequence[uuid.UUID]) -> Any:
@@ -291,12 +277,8 @@ class _Run:
                 batch = layout.Batch(name, tuple(ids), {p.table: p for p in parts})
                 layout.write_manifest(self.directory, batch)
             else:
-                counts = {
-                    "analytics": _count_children(conn, analytics, keys),
-                    "logs": _count_children(conn, logs, keys),
-                    "transitions": _count_children(conn, transitions, keys),
-                    "executions": len(ids),
-                }
+                counts = {key: _count_children(conn, t, keys) for key, t in _CHILDREN.items()}
+                counts["executions"] = len(ids)
             deleted = conn.execute(delete(executions).where(executions.c.id.in_(keys))).rowcount
             assert deleted == len(ids), (deleted, len(ids))  # the rows are locked
         if self.directory is not None and batch is not None:
@@ -343,9 +325,8 @@ class _Run:
                 same = self._unchanged(conn, batch, present)
             if same:
                 keys = _ids(conn, same)
-                self.totals["analytics"] += _count_children(conn, analytics, keys)
-                self.totals["logs"] += _count_children(conn, logs, keys)
-                self.totals["transitions"] += _count_children(conn, transitions, keys)
+                for key, table in _CHILDREN.items():
+                    self.totals[key] += _count_children(conn, table, keys)
                 conn.execute(delete(executions).where(executions.c.id.in_(keys)))
         released = sorted(set(present) - set(same))
         if same or released:

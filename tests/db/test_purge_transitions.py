@@ -279,3 +279,29 @@ def test_restore_announces_nothing(engine: Engine, db_url: URL, tmp_path: Path):
         assert sorted((g["id"], g["from"]) for g in got) == sorted((str(i), None) for i in old)
     finally:
         listener.close()
+
+
+def test_an_interrupted_batch_without_history_releases_rather_than_loses_it(
+    engine: Engine, db_url: URL, tmp_path: Path
+):
+    """A former version's batch archived (manifest) but not deleted, then this version
+    finishes it: deleting the executions would lose the history that batch lacks, so they are
+    released (kept) and archived anew in a batch with their history."""
+    from tests.db.test_purge_archive import KILLED, run_purge_process
+
+    old = seed(engine, old=3)
+    before = rows(engine)
+    directory = tmp_path / "archive"
+    url = db_url.render_as_string(hide_password=False)
+    assert run_purge_process(url, directory, kill_at=-5, batch_size=10) == KILLED  # manifest
+    assert not list(directory.glob("*.settled.json"))
+    _as_former_format(directory)
+    assert rows(engine) == before  # the delete never happened
+
+    report = retention.purge(engine, "90d", archive_dir=directory)
+    assert (report.released, report.resumed, report.executions) == (3, 0, 3)
+    assert report.transitions == 9
+    assert history_of(rows(engine), old) == []
+    assert archived_history(directory) == history_of(before, old)
+    retention.restore(engine, directory, old)
+    assert rows(engine) == before
