@@ -137,9 +137,9 @@ def restore(
     back as archived, ids included, and none is recorded or announced for the restore (see
     :mod:`miyabi_analytics._db.rules.restore`). An execution archived before the history was
     (format 1) has none to put back: it comes back with the one transition its insert records,
-    as a new execution would. The executions are
-    withdrawn from the archive (a ``restored`` file records it, the parts stay as they are):
-    they are in the database again, and a later purge archives them in a new batch.
+    as a new execution would. The executions are withdrawn from the archive (a ``restored``
+    file records it, the parts stay as they are): they are in the database again, and a later
+    purge archives them in a new batch.
     All or nothing, in one transaction. Returns the number of executions restored.
 
     Raises:
@@ -173,7 +173,8 @@ def restore(
             # Those archived without history first, while the triggers still record their
             # insert; then those with it, the triggers off (PostgreSQL) for the rest.
             former = {i: b for i, b in chosen.items() if HISTORY not in b.parts}
-            for group, history in ((former, False), (_without(chosen, former), True)):
+            current = {i: b for i, b in chosen.items() if i not in former}
+            for group, history in ((former, False), (current, True)):
                 if group:
                     _put_back(conn, tables, _pieces(directory, group), history, restored)
         by_batch: dict[str, tuple[layout.Batch, list[uuid.UUID]]] = {}
@@ -182,12 +183,6 @@ def restore(
         for batch, ids in by_batch.values():
             layout.record_restored(directory, batch, ids)
     return len(wanted)
-
-
-def _without(
-    chosen: dict[uuid.UUID, layout.Batch], former: dict[uuid.UUID, layout.Batch]
-) -> dict[uuid.UUID, layout.Batch]:
-    return {i: b for i, b in chosen.items() if i not in former}
 
 
 def _put_back(
