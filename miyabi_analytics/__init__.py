@@ -65,6 +65,7 @@ if _TYPE_CHECKING:
     from miyabi_analytics.report_runs import read_report_runs as read_report_runs
     from miyabi_analytics.store import ExecutionStore as ExecutionStore
     from miyabi_analytics.vocabulary import LOG_LEVELS as LOG_LEVELS
+    from miyabi_analytics.live import watch as watch
     from miyabi_analytics.widgets import dashboard as dashboard
 
     __version__: str
@@ -124,6 +125,7 @@ _EXPORTS: _Final[dict[str, tuple[str, ...]]] = {
     ),
     "miyabi_analytics.report_runs": ("read_report_runs",),
     "miyabi_analytics.store": ("ExecutionStore",),
+    "miyabi_analytics.live": ("watch",),
     "miyabi_analytics.vocabulary": ("LOG_LEVELS",),
     "miyabi_analytics.widgets": ("dashboard",),
 }
@@ -181,6 +183,7 @@ __all__ = [
     "read_summary",
     "read_summary_arrow",
     "success_rates",
+    "watch",
 ]
 
 

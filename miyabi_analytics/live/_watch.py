@@ -1,0 +1,155 @@
+"""``watch``: transition events as they are committed, by any writer, on either database.
+
+This module validates the filters and picks the backend (:mod:`._postgres`: LISTEN plus an
+exact catch-up after a reconnect; :mod:`._sqlite`: polling ``PRAGMA data_version``). The backend
+opens its dedicated connection when ``watch`` is called, not at the first ``next()``, so a
+commit made between the call and the first read is still seen. The connection is closed when
+the iterator is closed, exhausted (``timeout``) or garbage collected.
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.schema import executions, transitions
+from miyabi_analytics.errors import ValidationError
+from miyabi_analytics.filters import SummaryFilters
+from miyabi_analytics.live._event import TransitionEvent
+
+__all__ = ["EventFilter", "Source", "event_columns", "to_event", "watch"]
+
+_KEYWORDS: Final = ("agent_type", "agent_types", "repository_id", "status", "statuses")
+
+_t, _e = transitions.c, executions.c
+EVENT_COLUMNS: Final = (
+    _t.id, _t.execution_id, _e.repository_id, _e.agent_type, _t.from_status, _t.to_status, _t.at
+)
+
+
+def event_columns() -> sa.Select[Any]:
+    """The select of an event's columns, transitions joined to their executions."""
+    return sa.select(*EVENT_COLUMNS).select_from(
+        transitions.join(executions, _e.id == _t.execution_id)
+    )
+
+
+def to_event(row: Iterable[Any]) -> TransitionEvent:
+    """An event from raw driver values in :data:`EVENT_COLUMNS` order (text or native)."""
+    tid, execution_id, repository_id, agent_type, from_status, to_status, at = row
+    if not isinstance(at, datetime):
+        at = datetime.fromisoformat(str(at))
+    return TransitionEvent(
+        transition_id=int(tid),
+        execution_id=uuid.UUID(str(execution_id)),
+        repository_id=uuid.UUID(str(repository_id)),
+        agent_type=str(agent_type),
+        from_status=None if from_status is None else str(from_status),
+        to_status=str(to_status),
+        at=at.astimezone(UTC),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a watcher yields: the filters and the engine's scope, all conjunctive."""
+
+    repository_ids: frozenset[uuid.UUID] | None = None
+    agent_types: frozenset[str] | None = None
+    statuses: frozenset[str] | None = None
+    scope: frozenset[uuid.UUID] | None = None
+
+    def __call__(self, event: TransitionEvent) -> bool:
+        return (
+            (self.repository_ids is None or event.repository_id in self.repository_ids)
+            and (self.scope is None or event.repository_id in self.scope)
+            and (self.agent_types is None or event.agent_type in self.agent_types)
+            and (self.statuses is None or event.to_status in self.statuses)
+        )
+
+    def scoped(self, scope: frozenset[uuid.UUID] | None) -> EventFilter:
+        return EventFilter(self.repository_ids, self.agent_types, self.statuses, scope)
+
+
+def _event_filter(filters: dict[str, Any]) -> EventFilter:
+    """The keyword filters validated as the reader's are (unknown name: ValidationError)."""
+    for name in filters:
+        if name not in _KEYWORDS:
+            raise ValidationError(
+                name, filters[name], f"not a watch filter; expected one of {', '.join(_KEYWORDS)}"
+            )
+    for one, many in (("agent_type", "agent_types"), ("status", "statuses")):
+        if filters.get(one) is not None and filters.get(many) is not None:
+            raise ValidationError(one, filters[one], f"pass {one} or {many}, not both")
+    agent_types = filters.get("agent_types", filters.get("agent_type"))
+    statuses = filters.get("statuses", filters.get("status"))
+    built = SummaryFilters.build(
+        repository_id=filters.get("repository_id"), agent_types=agent_types, statuses=statuses
+    )
+    return EventFilter(
+        repository_ids=None if built.repository_ids is None else frozenset(built.repository_ids),
+        agent_types=None if built.agent_types is None else frozenset(built.agent_types),
+        statuses=None if built.statuses is None else frozenset(s.value for s in built.statuses),
+    )
+
+
+class Source(Protocol):
+    """A backend's open watcher: its events, then ``close`` (idempotent)."""
+
+    def events(self, timeout: float | None) -> Generator[TransitionEvent, None, None]: ...
+
+    def close(self) -> None: ...
+
+
+def watch(
+    engine: Engine, *, timeout: float | None = None, **filters: Any
+) -> Generator[TransitionEvent, None, None]:
+    """Yield each transition committed after this call, in commit order, each exactly once.
+
+    ``timeout``: seconds to wait for the next matching event; when they pass with none, the
+    iterator ends (``None``: wait forever). Filters: ``repository_id``, ``agent_type`` (or
+    ``agent_types``), ``status`` (or ``statuses``, matching the status entered), each one value
+    or many. A scoped engine (``connect(url, repository_ids=...)``) yields only its
+    repositories' events. Close the iterator (or let it go) to close its connection.
+
+    PostgreSQL: a dedicated connection (not from the engine's pool) that LISTENs and, after a
+    lost connection, reconnects with backoff and catches up from the table. SQLite: a dedicated
+    connection polling ``PRAGMA data_version`` every 25 ms.
+    """
+    seconds: object = timeout
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0
+    ):
+        raise ValidationError("timeout", timeout, "expected seconds >= 0, or None")
+    wanted = _event_filter(filters)
+    source: Source
+    if Dialect.of(engine).is_postgresql:
+        from miyabi_analytics.live._postgres import PostgresSource
+
+        source = PostgresSource(engine, wanted)
+    else:
+        from miyabi_analytics.live._sqlite import SqliteSource
+
+        source = SqliteSource(engine, wanted)
+    try:
+        generator = _run(source, timeout)
+        weakref.finalize(generator, source.close)
+    except BaseException:
+        source.close()
+        raise
+    return generator
+
+
+def _run(source: Source, timeout: float | None) -> Generator[TransitionEvent, None, None]:
+    try:
+        yield from source.events(timeout)
+    finally:
+        source.close()
