@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -25,7 +25,7 @@ from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import SummaryFilters
 from miyabi_analytics.live._event import TransitionEvent
 
-__all__ = ["EventFilter", "Source", "event_columns", "to_event", "watch"]
+__all__ = ["EventFilter", "Source", "Watcher", "event_columns", "to_event", "watch"]
 
 _KEYWORDS: Final = ("agent_type", "agent_types", "repository_id", "status", "statuses")
 
@@ -111,7 +111,7 @@ class Source(Protocol):
 
 def watch(
     engine: Engine, *, timeout: float | None = None, **filters: Any
-) -> Generator[TransitionEvent, None, None]:
+) -> Watcher:
     """Yield each transition committed after this call, in commit order, each exactly once.
 
     ``timeout``: seconds to wait for the next matching event; when they pass with none, the
@@ -139,17 +139,43 @@ def watch(
         from miyabi_analytics.live._sqlite import SqliteSource
 
         source = SqliteSource(engine, wanted)
-    try:
-        generator = _run(source, timeout)
-        weakref.finalize(generator, source.close)
-    except BaseException:
-        source.close()
-        raise
-    return generator
+    return Watcher(source, timeout)
 
 
-def _run(source: Source, timeout: float | None) -> Generator[TransitionEvent, None, None]:
+class Watcher(Iterator[TransitionEvent]):
+    """The iterator ``watch`` returns: its connection is already open, and closes with it.
+
+    A class rather than a generator, so that ``close()`` (or ``with``, or garbage collection)
+    closes the connection even before the first ``next()``.
+    """
+
+    def __init__(self, source: Source, timeout: float | None) -> None:
+        self._events = source.events(timeout)
+        self._finalizer = weakref.finalize(self, _close, self._events, source)
+
+    def __next__(self) -> TransitionEvent:
+        try:
+            return next(self._events)
+        except StopIteration:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection; the iterator then ends. Safe to call again."""
+        self._finalizer()
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<miyabi_analytics watch {'closed' if not self._finalizer.alive else 'open'}>"
+
+
+def _close(events: Generator[TransitionEvent, None, None], source: Source) -> None:
     try:
-        yield from source.events(timeout)
+        events.close()
     finally:
         source.close()
