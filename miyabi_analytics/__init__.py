@@ -51,6 +51,7 @@ if _TYPE_CHECKING:
     from miyabi_analytics.aggregates import error_analysis as error_analysis
     from miyabi_analytics.aggregates import quality_trend as quality_trend
     from miyabi_analytics.aggregates import success_rates as success_rates
+    from miyabi_analytics.live import watch as watch
     from miyabi_analytics.reader import export_summary as export_summary
     from miyabi_analytics.reader import iter_summary as iter_summary
     from miyabi_analytics.reader import read_logs as read_logs
@@ -65,7 +66,6 @@ if _TYPE_CHECKING:
     from miyabi_analytics.report_runs import read_report_runs as read_report_runs
     from miyabi_analytics.store import ExecutionStore as ExecutionStore
     from miyabi_analytics.vocabulary import LOG_LEVELS as LOG_LEVELS
-    from miyabi_analytics.live import watch as watch
     from miyabi_analytics.widgets import dashboard as dashboard
 
     __version__: str
@@ -108,6 +108,7 @@ _EXPORTS: _Final[dict[str, tuple[str, ...]]] = {
         "quality_trend",
         "success_rates",
     ),
+    "miyabi_analytics.live": ("watch",),
     "miyabi_analytics.reader": (
         "export_summary",
         "iter_summary",
@@ -125,7 +126,6 @@ _EXPORTS: _Final[dict[str, tuple[str, ...]]] = {
     ),
     "miyabi_analytics.report_runs": ("read_report_runs",),
     "miyabi_analytics.store": ("ExecutionStore",),
-    "miyabi_analytics.live": ("watch",),
     "miyabi_analytics.vocabulary": ("LOG_LEVELS",),
     "miyabi_analytics.widgets": ("dashboard",),
 }

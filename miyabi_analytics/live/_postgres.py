@@ -45,7 +45,7 @@ from miyabi_analytics._db.schema import TXID, transitions
 from miyabi_analytics._db.scope import SCOPE_SETTING, parse_scope
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics.live._event import TransitionEvent
-from miyabi_analytics.live._watch import EventFilter, event_columns, to_event
+from miyabi_analytics.live._rows import EventFilter, event_columns, to_event
 
 __all__ = ["APPLICATION_NAME", "PostgresSource"]
 

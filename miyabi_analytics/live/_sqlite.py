@@ -23,7 +23,7 @@ from miyabi_analytics._db.engine import SQLITE_BUSY_TIMEOUT_MS
 from miyabi_analytics._db.schema import transitions
 from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.live._event import TransitionEvent
-from miyabi_analytics.live._watch import EventFilter, event_columns, to_event
+from miyabi_analytics.live._rows import EventFilter, event_columns, to_event
 
 __all__ = ["POLL_SECONDS", "SqliteSource"]
 
