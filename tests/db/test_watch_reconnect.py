@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 import miyabi_analytics as ma
 from miyabi_analytics.live import TransitionEvent
 from miyabi_analytics.live._postgres import APPLICATION_NAME
+from tests.db.test_tenant_isolation import Tenancy, tenancy  # noqa: F401 (fixture)
 from tests.db.test_watch import REPO, run_writer, table
 
 pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
@@ -66,3 +67,17 @@ def test_killed_while_idle_then_catches_up(engine: Engine, db_url: URL) -> None:
     events.close()
     assert [e.execution_id for e in got] == [uuid.UUID(line.split()[0]) for line in lines]
     assert [e.transition_id for e in got] == [row[0] for row in table(engine)]
+
+
+def test_scoped_catch_up_reads_only_its_repositories(tenancy: Tenancy) -> None:  # noqa: F811
+    """The catch-up runs under the scope on the watcher's own connection."""
+    with tenancy.owner.begin() as conn:
+        conn.execute(text(f'GRANT SELECT ON agent_execution_transitions TO "{tenancy.role}"'))
+    scoped = tenancy.scoped(tenancy.repo_a)
+    events = ma.watch(scoped, timeout=3)
+    assert kill_watchers(tenancy.owner) == 1
+    for repository_id in (tenancy.repo_b, tenancy.repo_a, tenancy.repo_b):
+        run_writer(tenancy.url, repository_id, 2)
+    got = list(events)
+    assert len(got) == 6
+    assert {e.repository_id for e in got} == {tenancy.repo_a}
