@@ -91,11 +91,11 @@ class PostgresSource:
             assert row is not None
             self._horizon = self._candidate = int(row[0])
             self._listen(conn)
+            self._backlog = self._catch_up(conn)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
-        self._backlog = self._catch_up(conn)
         self._refreshed = time.monotonic()
 
     def close(self) -> None:
@@ -122,6 +122,8 @@ class PostgresSource:
                     self._refresh()
             except psycopg.OperationalError:
                 if not self._reconnect(deadline):
+                    if not self._closed:
+                        yield from self._backlog  # received before the loss: still owed
                     return
 
     # ---------------------------------------------------------------- internals

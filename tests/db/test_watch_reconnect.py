@@ -1,6 +1,6 @@
 """A watcher whose connection is killed reconnects and catches up: no transition lost or repeated.
 
-While a writer process commits 200 transitions over about a second, the listening backend is
+While a writer process commits 200 transitions over about three seconds, the listening backend is
 terminated twice (``pg_terminate_backend``); the watcher must still yield every transition id of
 the table exactly once. PostgreSQL only: SQLite's watcher has no server connection to lose.
 """
@@ -39,12 +39,13 @@ def kill_watchers(engine: Engine) -> int:
 def test_killed_backend_loses_and_repeats_nothing(engine: Engine, db_url: URL) -> None:
     events = ma.watch(engine, timeout=3)
     got: list[TransitionEvent] = []
-    writer = threading.Thread(target=run_writer, args=(db_url, REPO, EXECUTIONS, "0.005"))
+    # about 3 s of commits, so the second kill comes after the horizon was refreshed
+    writer = threading.Thread(target=run_writer, args=(db_url, REPO, EXECUTIONS, "0.012"))
     writer.start()
     kills = []
     for event in events:
         got.append(event)
-        if len(got) in (20, 90):
+        if len(got) in (20, 150):
             kills.append(kill_watchers(engine))
         if len(got) == 3 * EXECUTIONS:
             break
