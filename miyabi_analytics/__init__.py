@@ -52,6 +52,7 @@ if _TYPE_CHECKING:
     from miyabi_analytics.aggregates import quality_trend as quality_trend
     from miyabi_analytics.aggregates import success_rates as success_rates
     from miyabi_analytics.figures import timeline_figure as timeline_figure
+    from miyabi_analytics.live import watch as watch
     from miyabi_analytics.reader import export_summary as export_summary
     from miyabi_analytics.reader import iter_summary as iter_summary
     from miyabi_analytics.reader import read_logs as read_logs
@@ -111,6 +112,7 @@ _EXPORTS: _Final[dict[str, tuple[str, ...]]] = {
         "success_rates",
     ),
     "miyabi_analytics.figures": ("timeline_figure",),
+    "miyabi_analytics.live": ("watch",),
     "miyabi_analytics.reader": (
         "export_summary",
         "iter_summary",
@@ -190,6 +192,7 @@ __all__ = [
     "replay",
     "success_rates",
     "timeline_figure",
+    "watch",
 ]
 
 
