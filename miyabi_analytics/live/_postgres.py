@@ -1,16 +1,18 @@
 """Watching on PostgreSQL: LISTEN on a dedicated connection, and an exact catch-up after a loss.
 
 The triggers of revision 0010 ``pg_notify`` each transition after commit, with its row id and
-``txid`` (the writing transaction). A notification sent while no connection listens is gone, so
-after a lost connection the watcher reads the table, and it must read exactly the transitions it
-has not yielded. It keeps a *horizon*: ``pg_snapshot_xmin`` of a snapshot taken on its listening
-connection, the oldest transaction still open then. Every transaction with a smaller ``txid``
-had ended before that snapshot; if it committed after the LISTEN, its notification reached this
-connection. So any transition not yet seen belongs to a transaction still open at the horizon's
-snapshot (or begun later), and has ``txid >= horizon``. The catch-up, after LISTENing again, is
-``WHERE txid >= horizon ORDER BY txid, id`` minus the ids already yielded with such a ``txid``
-(kept in ``seen``, pruned as the horizon advances). A transition committed between the new
-LISTEN and the catch-up's snapshot is both read and notified: ``seen`` drops the second.
+``txid`` (the writing transaction); a bulk INSERT once, with its ``txid`` and id range, whose
+rows the watcher then reads from the table. A notification sent while no connection listens is
+gone, so after a lost connection the watcher reads the table, and it must read exactly the
+transitions it has not yielded. It keeps a *horizon*: ``pg_snapshot_xmin`` of a snapshot taken
+on its listening connection, the oldest transaction still open then. Every transaction with a
+smaller ``txid`` had ended before that snapshot; if it committed after the LISTEN, its
+notification reached this connection. So any transition not yet seen belongs to a transaction
+still open at the horizon's snapshot (or begun later), and has ``txid >= horizon``. The catch-
+up, after LISTENing again, is ``WHERE txid >= horizon ORDER BY txid, id`` minus the ids already
+yielded with such a ``txid`` (kept in ``seen``, pruned as the horizon advances). A transition
+committed between the new LISTEN and the catch-up's snapshot is both read and notified: ``seen``
+drops the second.
 
 The watcher starts the same way: a first snapshot, before LISTEN, gives the horizon and the
 transitions already committed above it (``seen``), so "after the call" means after that
@@ -156,6 +158,9 @@ class PostgresSource:
             if note.channel != CHANNEL:
                 continue
             payload = json.loads(note.payload)
+            if "transition" not in payload:  # a bulk INSERT, announced once: read its rows
+                out.extend(self._bulk(int(payload["txid"]), payload["first"], payload["last"]))
+                continue
             tid, txid = int(payload["transition"]), int(payload["txid"])
             if tid in self._seen:
                 continue
@@ -164,6 +169,26 @@ class PostgresSource:
                 tid, payload["id"], payload["repository_id"], payload["agent_type"],
                 payload["from"], payload["to"], payload["at"],
             ))
+            if self._wanted(event):
+                out.append(event)
+        return out
+
+    def _bulk(self, txid: int, first: int, last: int) -> list[TransitionEvent]:
+        """The rows of one bulk INSERT (committed: its notification came) not yet seen."""
+        assert self._conn is not None
+        stmt = (
+            event_columns()
+            .where(transitions.c.id.between(int(first), int(last)))
+            .where(sa.literal_column(TXID, BigInteger()) == txid)
+            .order_by(transitions.c.id)
+        )
+        out = []
+        for columns in self._fetch(self._conn, stmt):
+            tid = int(columns[0])
+            if tid in self._seen:
+                continue
+            self._seen[tid] = txid
+            event = to_event(columns)
             if self._wanted(event):
                 out.append(event)
         return out
