@@ -51,11 +51,15 @@ if _TYPE_CHECKING:
     from miyabi_analytics.aggregates import error_analysis as error_analysis
     from miyabi_analytics.aggregates import quality_trend as quality_trend
     from miyabi_analytics.aggregates import success_rates as success_rates
+    from miyabi_analytics.figures import timeline_figure as timeline_figure
+    from miyabi_analytics.live import watch as watch
     from miyabi_analytics.reader import export_summary as export_summary
     from miyabi_analytics.reader import iter_summary as iter_summary
     from miyabi_analytics.reader import read_logs as read_logs
     from miyabi_analytics.reader import read_summary as read_summary
     from miyabi_analytics.reader import read_summary_arrow as read_summary_arrow
+    from miyabi_analytics.reader import read_transitions as read_transitions
+    from miyabi_analytics.reader import replay as replay
     from miyabi_analytics.records import AgentExecutionResult as AgentExecutionResult
     from miyabi_analytics.records import BusinessMetrics as BusinessMetrics
     from miyabi_analytics.records import ExecutionResultBuilder as ExecutionResultBuilder
@@ -107,12 +111,16 @@ _EXPORTS: _Final[dict[str, tuple[str, ...]]] = {
         "quality_trend",
         "success_rates",
     ),
+    "miyabi_analytics.figures": ("timeline_figure",),
+    "miyabi_analytics.live": ("watch",),
     "miyabi_analytics.reader": (
         "export_summary",
         "iter_summary",
         "read_logs",
         "read_summary",
         "read_summary_arrow",
+        "read_transitions",
+        "replay",
     ),
     "miyabi_analytics.records": (
         "AgentExecutionResult",
@@ -180,7 +188,11 @@ __all__ = [
     "read_report_runs",
     "read_summary",
     "read_summary_arrow",
+    "read_transitions",
+    "replay",
     "success_rates",
+    "timeline_figure",
+    "watch",
 ]
 
 

@@ -4,7 +4,10 @@ A directory ``DIR`` holds, per batch ``<batch>`` = ``purge-<run start, UTC>-<run
 
 - ``<batch>.<table>.parquet``: the batch's rows of one table (a *part*), one per table;
 - ``<batch>.manifest.json``: written once the parts are on disk; lists them (file, rows,
-  SHA-256) and the batch's execution ids. Only a part a manifest lists belongs to the archive;
+  SHA-256) and the batch's execution ids. Only a part a manifest lists belongs to the archive.
+  Its ``format`` says which parts it has: ``miyabi-purge-archive/2``, every table including
+  the transition history (``agent_execution_transitions``); ``miyabi-purge-archive/1`` (the
+  files written before the history was archived, still read and restored) all but the history;
 - ``<batch>.settled.json``: written once the batch's delete has committed. ``released`` names
   executions the database kept (changed since they were archived): the archived copy is void;
 - ``<batch>.restored-<token>.json``: executions :func:`miyabi_analytics.archive.restore` put
@@ -32,13 +35,25 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from miyabi_analytics._archive_parts import BASE_TABLES, footer_rows, fsync_file, unreadable
+from miyabi_analytics._archive_parts import (
+    BASE_TABLES,
+    HISTORY,
+    footer_rows,
+    fsync_file,
+    unreadable,
+)
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics.errors import ValidationError
 
 LOCK_NAME: Final = "purge.lock"
-FORMAT: Final = "miyabi-purge-archive/1"
+FORMAT: Final = "miyabi-purge-archive/2"
+"""The format of the files written now; a manifest of it lists every table's part."""
+FORMER_FORMAT: Final = "miyabi-purge-archive/1"
+"""Files written before the history was archived: still read, and a former batch's manifest
+is written in it (its parts are all but the history's)."""
 _TABLES: Final = tuple(t.name for t in BASE_TABLES)
+_FORMER_TABLES: Final = tuple(t for t in _TABLES if t != HISTORY)
+_PARTS_OF: Final = {FORMAT: set(_TABLES), FORMER_FORMAT: set(_FORMER_TABLES)}
 _PART: Final = re.compile(r"^(purge-.+)\.(" + "|".join(map(re.escape, _TABLES)) + r")\.parquet$")
 _BATCH: Final = re.compile(r"^purge-\d{8}T\d{12}Z-[0-9a-f]{8}-\d{5}$")
 """A batch name of this format; other ``purge-*`` parts are a former version's (adopted)."""
@@ -61,6 +76,7 @@ class Batch:
     name: str
     executions: tuple[uuid.UUID, ...]
     parts: dict[str, Part]
+    """By table; a batch written before the history was archived has no ``HISTORY`` part."""
     settled: bool = False
     withdrawn: set[uuid.UUID] = field(default_factory=set)
     """Released at settlement or restored: the archived copy no longer counts."""
@@ -155,7 +171,7 @@ def write_manifest(directory: Path, batch: Batch) -> None:
     write_json(
         directory / f"{batch.name}.manifest.json",
         {
-            "format": FORMAT,
+            "format": FORMAT if HISTORY in batch.parts else FORMER_FORMAT,
             "batch": batch.name,
             "written_at": now_text(),
             "parts": [
@@ -229,22 +245,24 @@ def scan(directory: Path) -> Scan:
         if _BATCH.match(name) or executions.name not in parts or name in by_name:
             orphans.extend(parts.values())  # written, but the batch was never committed
             continue
-        for table in _TABLES:
+        for table in _FORMER_TABLES:
             if table not in parts:  # that version wrote the executions part last
                 missing = FileNotFoundError("missing, but its executions part is there")
                 raise unreadable(directory, directory / f"{name}.{table}.parquet", missing)
-            footer_rows(directory, parts[table])
+        for path in parts.values():
+            footer_rows(directory, path)
         adopt.append((name, parts))
     return Scan(batches=batches, orphans=orphans, adopt=adopt)
 
 
 def _load(directory: Path, path: Path) -> dict[str, Any]:
+    known = tuple(_PARTS_OF)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise unreadable(directory, path, exc) from exc
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise unreadable(directory, path, ValueError(f"not a {FORMAT} file"))
+    if not isinstance(document, dict) or document.get("format") not in known:
+        raise unreadable(directory, path, ValueError(f"not a {' or '.join(known)} file"))
     return document
 
 
@@ -279,8 +297,9 @@ def _read_batch(directory: Path, path: Path) -> Batch:
             parts[part.table] = part
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise unreadable(directory, path, ValueError(f"bad 'parts': {exc}")) from exc
-    if set(parts) != set(_TABLES):
-        raise unreadable(directory, path, ValueError(f"parts should be {sorted(_TABLES)}"))
+    expected = _PARTS_OF[document["format"]]
+    if set(parts) != expected:
+        raise unreadable(directory, path, ValueError(f"parts should be {sorted(expected)}"))
     for part in parts.values():
         rows = footer_rows(directory, part.path)
         if rows != part.rows:
@@ -300,7 +319,11 @@ def batches(directory: Path, found: Scan) -> list[Batch]:
     adopted = []
     for name, files in sorted(found.adopt, key=lambda a: a[0]):
         ids = _former_ids(directory, files[executions.name])
-        parts = {t: Part(t, files[t], footer_rows(directory, files[t]), None) for t in _TABLES}
+        parts = {
+            t: Part(t, files[t], footer_rows(directory, files[t]), None)
+            for t in _TABLES
+            if t in files  # a former version wrote no history part
+        }
         adopted.append(Batch(name, tuple(ids), parts, settled=True))
     if adopted:
         adopted[-1].settled = False

@@ -53,12 +53,14 @@ from sqlalchemy.engine import Dialect as SQLDialect
 from sqlalchemy.types import NullType
 
 from miyabi_analytics._db.expressions import write_order
-from miyabi_analytics._db.schema import WRITE_ORDER, analytics, executions, logs
+from miyabi_analytics._db.schema import TXID, WRITE_ORDER, analytics, executions, logs, transitions
 from miyabi_analytics._db.types import UtcDateTime, UuidText, json_loads, strict_json_dumps
 from miyabi_analytics.errors import ValidationError
 
-BASE_TABLES: Final = (analytics, logs, executions)
+BASE_TABLES: Final = (analytics, logs, transitions, executions)
 """Children first, executions last (the order a batch writes its parts in)."""
+HISTORY: Final = transitions.name
+"""The part an archive written before the transition history (format 1) does not have."""
 
 _Encode = Callable[[Any], Any] | None
 
@@ -71,7 +73,9 @@ class ArchivedTable:
     schema: pa.Schema
     encoders: tuple[_Encode, ...]
     generated: frozenset[str]
-    """Columns the database fills in itself (identity, computed): restore leaves them to it."""
+    """Columns the database fills in itself (identity, computed, a transition's ``txid``):
+    restore leaves them to it. A transition's identity ``id`` is not among them: restore puts
+    the history back with its ids (the sequence is past them), as a watcher saw them."""
     reads: tuple[ColumnElement[Any], ...] = ()
     """What a run selects, in column order (a column kept as text: its text)."""
     legacy: Mapping[str, _Encode] = field(default_factory=dict)
@@ -92,7 +96,7 @@ class ArchivedTable:
 
 
 def reflect_tables(conn: Connection) -> dict[str, ArchivedTable]:
-    """The three archived tables with the columns the database has now, by table name."""
+    """The archived tables with the columns the database has now, by table name."""
     inspector = inspect(conn)
     dialect = conn.dialect
     found: dict[str, ArchivedTable] = {}
@@ -114,6 +118,9 @@ def reflect_tables(conn: Connection) -> dict[str, ArchivedTable]:
                 codecs.append((name, *_codec(kind, known)))
             if info.get("identity") or info.get("computed"):
                 generated.add(name)
+        if base is transitions:
+            generated.discard("id")
+            generated.add(TXID)  # PostgreSQL: the restoring transaction's, as for any write
         table = Table(base.name, MetaData(), *columns)
         postgresql = dialect.name == "postgresql"
         reads = tuple(
@@ -208,7 +215,9 @@ def stream_part(
     table = archived.table
     # Analytics and logs in the order they were written: restore inserts them in file order,
     # and the database's new write order then ranks rows of one instant as before the purge.
-    order = table.c.id if archived.name == executions.name else write_order(table)
+    # Transitions by id: the order they were recorded in (and restore keeps the ids).
+    ordered_by_id = archived.name in (executions.name, transitions.name)
+    order = table.c.id if ordered_by_id else write_order(table)
     stmt = (
         archived.select()
         .where(archived.key.in_(keys))

@@ -17,17 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from miyabi_analytics import _archive_layout as layout
 from miyabi_analytics._archive_parts import (
     BASE_TABLES,
+    HISTORY,
+    ArchivedTable,
     from_arrow,
     read_part,
     reflect_tables,
 )
 from miyabi_analytics._db.references import references_found
-from miyabi_analytics._db.rules.restore import unstamp
+from miyabi_analytics._db.rules.restore import (
+    advance_history_ids,
+    forget_recorded,
+    silence_history,
+    stored_transitions,
+    unstamp,
+)
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._validate import as_uuid
@@ -50,11 +58,12 @@ def read_archive(
     """The archived rows that count, as one Arrow table per database table (by its name).
 
     Every part read is checked against the checksum in its manifest. ``execution_ids`` limits
-    the result to those executions (and their analytics and logs); it reads the whole archive
-    into memory otherwise, so for a large archive pass the ids, or read the parts a manifest
-    lists with ``pyarrow.dataset``. Columns that only later batches have are null in earlier
-    ones; a column that earlier batches archived typed and later ones as text (see
-    ``_archive_parts``) reads as text.
+    the result to those executions (and their analytics, logs and transitions); it reads the
+    whole archive into memory otherwise, so for a large archive pass the ids, or read the parts
+    a manifest lists with ``pyarrow.dataset``. Columns that only later batches have are null in
+    earlier ones; a column that earlier batches archived typed and later ones as text (see
+    ``_archive_parts``) reads as text. Batches written before the history was archived
+    (format 1) add no rows to ``agent_execution_transitions``.
     """
     directory = _existing(archive_dir)
     copies = layout.current_copies(layout.batches(directory, layout.scan(directory)))
@@ -86,7 +95,7 @@ def _pieces(directory: Path, copies: dict[uuid.UUID, layout.Batch]) -> dict[str,
         result[base.name] = [
             read_part(directory, part.path, part.sha256, key, ids)
             for batch, ids in by_batch.values()
-            for part in [batch.parts[base.name]]
+            if (part := batch.parts.get(base.name)) is not None  # format 1: no history part
         ]
     return result
 
@@ -121,17 +130,22 @@ def _as_text(piece: pa.Table, names: set[str]) -> pa.Table:
 def restore(
     engine: Engine, archive_dir: str | os.PathLike[str], execution_ids: Iterable[uuid.UUID | str]
 ) -> int:
-    """Put archived executions back into the database, with their analytics and logs.
+    """Put archived executions back into the database, with their analytics, logs and history.
 
     Every archived column that the table still has comes back, except a column the database
-    generates itself (an identity column numbers the restored row anew). The executions are
-    withdrawn from the archive (a ``restored`` file records it, the parts stay as they are):
-    they are in the database again, and a later purge archives them in a new batch.
+    generates itself (an identity column numbers the restored row anew). The transitions come
+    back as archived, ids included, and none is recorded or announced for the restore (see
+    :mod:`miyabi_analytics._db.rules.restore`). An execution archived before the history was
+    (format 1) has none to put back: it comes back with the one transition its insert records,
+    as a new execution would. The executions are withdrawn from the archive (a ``restored``
+    file records it, the parts stay as they are): they are in the database again, and a later
+    purge archives them in a new batch.
     All or nothing, in one transaction. Returns the number of executions restored.
 
     Raises:
-        ValidationError: an id that is not a UUID, not in the archive, or already stored; a
-            damaged archive file; another purge or restore writing to the directory.
+        ValidationError: an id that is not a UUID, not in the archive, or already stored (or
+            one of its archived transition ids is); a damaged archive file; another purge or
+            restore writing to the directory.
         NotFound: a foreign key of the table refusing an archived value (an upstream
             database's ``repositories`` or ``users`` no longer has it), naming the column.
     """
@@ -155,27 +169,61 @@ def restore(
             if missing:
                 raise ValidationError("execution_ids", str(missing[0]), "not in the archive")
             chosen = {i: copies[i] for i in wanted}
-            # Batch by batch: each part's values as it has them (types may differ by batch).
-            pieces = _pieces(directory, chosen)
             tables = reflect_tables(conn)
-            for base in reversed(BASE_TABLES):  # executions first: the others refer to them
-                values = [
-                    row
-                    for piece in pieces[base.name]
-                    for row in from_arrow(tables[base.name], piece)
-                ]
-                if values:
-                    if base is executions:
-                        restored.extend(values)
-                    conn.execute(insert(tables[base.name].table), values)
-                if base is executions:
-                    unstamp(conn, values)  # exactly as archived, missing timestamps too
+            # Those archived without history first, while the triggers still record their
+            # insert; then those with it, the triggers off (PostgreSQL) for the rest.
+            former = {i: b for i, b in chosen.items() if HISTORY not in b.parts}
+            current = {i: b for i, b in chosen.items() if i not in former}
+            for group, history in ((former, False), (current, True)):
+                if group:
+                    _put_back(conn, tables, _pieces(directory, group), history, restored)
         by_batch: dict[str, tuple[layout.Batch, list[uuid.UUID]]] = {}
         for execution_id, batch in chosen.items():
             by_batch.setdefault(batch.name, (batch, []))[1].append(execution_id)
         for batch, ids in by_batch.values():
             layout.record_restored(directory, batch, ids)
     return len(wanted)
+
+
+def _put_back(
+    conn: Connection,
+    tables: dict[str, ArchivedTable],
+    pieces: dict[str, list[pa.Table]],
+    history: bool,
+    restored: list[dict[str, Any]],
+) -> None:
+    """Insert archived rows, executions first (the others refer to them).
+
+    ``history``: with their archived transitions instead of those the inserts would record.
+    """
+
+    def values(name: str) -> list[dict[str, Any]]:
+        # Batch by batch: each part's values as it has them (types may differ by batch).
+        return [row for piece in pieces[name] for row in from_arrow(tables[name], piece)]
+
+    if history:
+        silence_history(conn)
+    rows = values(executions.name)
+    restored.extend(rows)
+    conn.execute(insert(tables[executions.name].table), rows)
+    unstamp(conn, rows)  # exactly as archived, missing timestamps too
+    if history:
+        forget_recorded(conn, [row["id"] for row in rows])
+    for base in reversed(BASE_TABLES[:-1]):
+        children = values(base.name)
+        if base.name == HISTORY and children:
+            taken = stored_transitions(conn, [row["id"] for row in children])
+            if taken:
+                reason = (
+                    f"its archived transition {taken[0][0]} is already stored (for execution "
+                    f"{taken[0][1]}): not this database's archive?; nothing was restored"
+                )
+                owner = next(r["execution_id"] for r in children if r["id"] == taken[0][0])
+                raise ValidationError("execution_ids", str(owner), reason)
+        if children:
+            conn.execute(insert(tables[base.name].table), children)
+        if base.name == HISTORY and children:
+            advance_history_ids(conn, max(row["id"] for row in children))
 
 
 def _existing(archive_dir: str | os.PathLike[str]) -> Path:

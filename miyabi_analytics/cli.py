@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from sqlalchemy import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from miyabi_analytics._check_command import add_check_command, database_reason
 from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics._db.migrate import current_revision, downgrade, migrate
 from miyabi_analytics._extras import require_extra
@@ -179,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only count what would be purged"
     )
     cmd.set_defaults(handler=_purge)
+    add_check_command(commands, url_help, _duration)
     return parser
 
 
@@ -381,8 +383,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"miyabi-analytics: error: {exc}", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        first_line = str(cause).strip().splitlines()
-        reason = mask_url(first_line[0] if first_line else type(exc).__name__)
-        print(f"miyabi-analytics: database error: {reason}", file=sys.stderr)
+        print(f"miyabi-analytics: database error: {database_reason(exc)}", file=sys.stderr)
         return 1

@@ -1,13 +1,14 @@
-"""Retention: archive old executions (with their analytics and logs) to Parquet, then delete them.
+"""Retention: archive old executions (analytics, logs, history too) to Parquet, then delete them.
 
 Which executions are old: those that *started* before the cutoff (``now - older_than``); an
 execution that never started goes by its ``created_at`` instead. Age alone decides, whatever the
 status: a run still ``running`` after the retention period is stuck (see ``reap``).
 
 The work goes in batches (``batch_size`` executions, 5,000 by default), each one transaction:
-lock the batch's executions, write its three Parquet parts (``agent_executions``,
-``business_agent_analytics``, ``agent_execution_logs``, every column the database has), then
-its manifest, delete the executions (``ON DELETE CASCADE`` removes their analytics and logs),
+lock the batch's executions, write its four Parquet parts (``agent_executions``,
+``business_agent_analytics``, ``agent_execution_logs``, ``agent_execution_transitions``, every
+column the database has), then its manifest, delete the executions (``ON DELETE CASCADE``
+removes their analytics, logs and transitions),
 commit, and mark the batch settled. The layout of the archive directory and the rules that make
 it append-only are in :mod:`miyabi_analytics._archive_layout`; in short:
 
@@ -74,7 +75,7 @@ from miyabi_analytics._archive_parts import (
     to_arrow,
 )
 from miyabi_analytics._db.dialect import Dialect
-from miyabi_analytics._db.schema import analytics, executions, logs
+from miyabi_analytics._db.schema import analytics, executions, logs, transitions
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics._durations import as_duration
 from miyabi_analytics._validate import as_int
@@ -88,7 +89,8 @@ log = logging.getLogger("miyabi_analytics.retention")
 DEFAULT_BATCH_SIZE: Final = 5_000
 MAX_BATCH_SIZE: Final = 1_000_000
 _CHUNK: Final = 20_000
-_COUNTED: Final = {"analytics": analytics.name, "logs": logs.name, "executions": executions.name}
+_CHILDREN: Final = {"analytics": analytics, "logs": logs, "transitions": transitions}
+_COUNTED: Final = {**{k: t.name for k, t in _CHILDREN.items()}, "executions": executions.name}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,8 @@ class PurgeReport:
     executions: int = 0
     analytics: int = 0
     logs: int = 0
+    transitions: int = 0
+    """Rows of the executions' status history (``agent_execution_transitions``)."""
     batches: int = 0
     resumed: int = 0
     """Executions of an interrupted earlier run's batch, deleted now (already archived)."""
@@ -114,7 +118,8 @@ class PurgeReport:
         verb = "would purge" if self.dry_run else "purged"
         text = (
             f"{verb} {self.executions} executions ({self.analytics} analytics rows, "
-            f"{self.logs} log lines) older than {self.cutoff.isoformat(timespec='seconds')}"
+            f"{self.logs} log lines, {self.transitions} transitions) "
+            f"older than {self.cutoff.isoformat(timespec='seconds')}"
         )
         if not self.dry_run:
             text += f" in {self.batches} batch{'' if self.batches == 1 else 'es'}"
@@ -182,14 +187,10 @@ def _old(cutoff: datetime) -> ColumnElement[bool]:
 def _count(engine: Engine, old: ColumnElement[bool], cutoff: datetime) -> PurgeReport:
     chosen = select(executions.c.id).where(old)
     with begin(engine) as conn:
-        counts = [
-            conn.execute(select(func.count()).select_from(executions).where(old)).scalar_one(),
-            _count_children(conn, analytics, chosen),
-            _count_children(conn, logs, chosen),
-        ]
-    return PurgeReport(
-        cutoff=cutoff, dry_run=True, executions=counts[0], analytics=counts[1], logs=counts[2]
-    )
+        counts = {key: _count_children(conn, t, chosen) for key, t in _CHILDREN.items()}
+        stmt = select(func.count()).select_from(executions).where(old)
+        counts["executions"] = conn.execute(stmt).scalar_one()
+    return PurgeReport(cutoff=cutoff, dry_run=True, archive_files=(), vacuumed=False, **counts)
 
 
 def _ids(bind: Engine | Connection, ids: Sequence[uuid.UUID]) -> Any:
@@ -276,11 +277,8 @@ class _Run:
                 batch = layout.Batch(name, tuple(ids), {p.table: p for p in parts})
                 layout.write_manifest(self.directory, batch)
             else:
-                counts = {
-                    "analytics": _count_children(conn, analytics, keys),
-                    "logs": _count_children(conn, logs, keys),
-                    "executions": len(ids),
-                }
+                counts = {key: _count_children(conn, t, keys) for key, t in _CHILDREN.items()}
+                counts["executions"] = len(ids)
             deleted = conn.execute(delete(executions).where(executions.c.id.in_(keys))).rowcount
             assert deleted == len(ids), (deleted, len(ids))  # the rows are locked
         if self.directory is not None and batch is not None:
@@ -308,9 +306,10 @@ class _Run:
         """Settle a batch an earlier run committed to the archive but may not have deleted.
 
         Its executions still stored (and not restored since) are deleted if their rows, and
-        their analytics and logs, equal the archived ones: the archive has them already. Those
-        that differ changed after the batch was written: the database keeps them, the batch
-        releases its copy.
+        their analytics, logs and transitions, equal the archived ones: the archive has them
+        already. Those that differ changed after the batch was written: the database keeps
+        them, the batch releases its copy. A batch of the former format has no transitions:
+        an execution with stored history is released rather than deleted with it.
         """
         assert self.directory is not None
         pending = [i for i in batch.executions if i not in batch.withdrawn]
@@ -326,8 +325,8 @@ class _Run:
                 same = self._unchanged(conn, batch, present)
             if same:
                 keys = _ids(conn, same)
-                self.totals["analytics"] += _count_children(conn, analytics, keys)
-                self.totals["logs"] += _count_children(conn, logs, keys)
+                for key, table in _CHILDREN.items():
+                    self.totals[key] += _count_children(conn, table, keys)
                 conn.execute(delete(executions).where(executions.c.id.in_(keys)))
         released = sorted(set(present) - set(same))
         if same or released:
@@ -351,16 +350,18 @@ class _Run:
         keys = _ids(conn, ids)
         differ: set[str] = set()
         for archived in self.tables.values():
-            part = batch.parts[archived.name]
+            part = batch.parts.get(archived.name)
             key = archived.key.name
-            kept = read_part(self.directory, part.path, part.sha256, key, ids)
             stored = to_arrow(
                 archived,
                 conn.execute(archived.select().where(archived.key.in_(keys))).all(),
             )
-            if kept.column_names != stored.column_names:
-                return []  # the table changed shape since: release them all
-            mine = _grouped(kept.to_pylist(), key)
+            mine: dict[str, dict[str, dict[str, Any]]] = {}  # no part: nothing archived
+            if part is not None:
+                kept = read_part(self.directory, part.path, part.sha256, key, ids)
+                if kept.column_names != stored.column_names:
+                    return []  # the table changed shape since: release them all
+                mine = _grouped(kept.to_pylist(), key)
             theirs = _grouped(stored.to_pylist(), key)
             differ.update(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
         return [i for i in ids if str(i) not in differ]

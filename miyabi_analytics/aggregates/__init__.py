@@ -44,6 +44,7 @@ from miyabi_analytics.aggregates._business import (
     business_metrics,
     business_metrics_with_unstarted,
 )
+from miyabi_analytics.aggregates._history import most_retried, slowest_executions
 from miyabi_analytics.aggregates._outcomes import (
     ERROR_DTYPES,
     error_analysis,
@@ -62,6 +63,8 @@ __all__ = [
     "business_metrics_with_unstarted",
     "duration_stats",
     "error_analysis",
+    "most_retried",
     "quality_trend",
+    "slowest_executions",
     "success_rates",
 ]

@@ -7,9 +7,9 @@ read as :mod:`miyabi_analytics.formatting` writes them everywhere else (money co
 duration axis in the unit its title names, text at least 11 px).
 
 One module per subject (:mod:`~.trends`, :mod:`~.status`, :mod:`~.durations`,
-:mod:`~.business`, :mod:`~.errors`), each figure named ``<subject>_figure``; this package is
-their one public face. The names before that rule (``success_rate_bar``, ...) still work, with a
-:class:`DeprecationWarning`.
+:mod:`~.business`, :mod:`~.errors`, :mod:`~.timeline`), each figure named
+``<subject>_figure``; this package is their one public face. The names before that rule
+(``success_rate_bar``, ...) still work, with a :class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from miyabi_analytics.figures.business import business_figure, roi_quality_figur
 from miyabi_analytics.figures.durations import duration_figure
 from miyabi_analytics.figures.errors import errors_figure, failures_figure
 from miyabi_analytics.figures.status import status_figure, success_rate_figure
+from miyabi_analytics.figures.timeline import timeline_figure
 from miyabi_analytics.figures.trends import quality_trend_figure, success_heatmap_figure
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "status_figure",
     "success_heatmap_figure",
     "success_rate_figure",
+    "timeline_figure",
 ]
 
 P = ParamSpec("P")

@@ -182,7 +182,7 @@ def test_killed_at_every_step_each_row_stays_in_one_place(engine, db_url, tmp_pa
             where = f"{'before' if point > 0 else 'after'} rename {abs(point)}"
             misplaced.append(f"killed {where}: {str(exc).splitlines()[0]}")
     assert not misplaced, "\n".join(misplaced)
-    assert steps == 2 * 5 * len(sides)  # 2 batches x (3 parts, manifest, settled mark)
+    assert steps == 2 * 6 * len(sides)  # 2 batches x (4 parts, manifest, settled mark)
     assert_archive_committed(directory)
     assert {str(i) for i in retention.archived_executions(directory)} == old
 
@@ -208,8 +208,8 @@ def test_an_archive_of_the_former_layout_is_adopted(engine, db_url, tmp_path):
     url = db_url.render_as_string(hide_password=False)
     old, seeded = fresh(engine, old=5)
     directory = tmp_path / "archive"
-    # Batch 1 done (5 renames), batch 2 killed just after its manifest: not deleted.
-    assert run_purge_process(url, directory, kill_at=-9, batch_size=3) == KILLED
+    # Batch 1 done (6 renames), batch 2 killed just after its manifest: not deleted.
+    assert run_purge_process(url, directory, kill_at=-11, batch_size=3) == KILLED
     for manifest in sorted(directory.glob("*.manifest.json")):
         batch = manifest.name.removesuffix(".manifest.json")
         former = "-".join(batch.split("-")[:2] + batch.split("-")[3:])  # without the token
@@ -220,7 +220,7 @@ def test_an_archive_of_the_former_layout_is_adopted(engine, db_url, tmp_path):
     halfway = directory / "purge-20200101T000000000000Z-00001.agent_execution_logs.parquet"
     halfway.write_bytes(next(directory.glob("*-00002.agent_execution_logs.parquet")).read_bytes())
     kept = {p.name: p.read_bytes() for p in directory.glob("*.parquet") if p != halfway}
-    assert len(kept) == 6
+    assert len(kept) == 8
 
     report = purge(engine, "90d", archive_dir=directory)
     assert_each_row_in_one_place(engine, directory, seeded)
@@ -234,7 +234,7 @@ def test_killed_after_the_manifest_finishes_without_archiving_again(engine, db_u
     url = db_url.render_as_string(hide_password=False)
     _old, seeded = fresh(engine, old=5)
     directory = tmp_path / "archive"
-    assert run_purge_process(url, directory, kill_at=-4, batch_size=10) == KILLED
+    assert run_purge_process(url, directory, kill_at=-5, batch_size=10) == KILLED
     assert len(stored(engine)[executions.name]) == 7  # the delete never happened
     before = sorted(p.name for p in directory.iterdir())
     report = purge(engine, "90d", archive_dir=directory)
@@ -252,7 +252,7 @@ def test_changed_since_archived_is_released_not_lost(engine, db_url, tmp_path):
     url = db_url.render_as_string(hide_password=False)
     old, _ = fresh(engine, old=4)
     directory = tmp_path / "archive"
-    assert run_purge_process(url, directory, kill_at=-4, batch_size=10) == KILLED
+    assert run_purge_process(url, directory, kill_at=-5, batch_size=10) == KILLED
     changed = sorted(old)[0]
     ma.agent_for("AnalyticsAgent").log(engine, uuid.UUID(changed), "info", "late line")
     report = purge(engine, "90d", archive_dir=directory)

@@ -104,7 +104,7 @@ def test_purge_archives_then_deletes_in_batches(engine, archive, monkeypatch):
     print(f"\n{report}")
     assert report.executions == len(expected) == 27
     assert report.batches == 3  # 10 + 10 + 7
-    assert len(report.archive_files) == 9
+    assert len(report.archive_files) == 12  # 3 batches x 4 tables
     assert all(path.parent == archive and path.is_file() for path in report.archive_files)
     assert not list(archive.glob(".*"))  # no temporary files left
 
@@ -214,14 +214,14 @@ def test_cli_purge(engine, db_url, archive, capsys):
     before = checksum(engine)
     assert main(["purge", "--url", url, "--older-than", "90d", "--dry-run"]) == 0
     dry = capsys.readouterr().out
-    assert dry.startswith("would purge 8 executions (4 analytics rows, 16 log lines)")
+    assert dry.startswith("would purge 8 executions (4 analytics rows, 16 log lines, 8 transi")
     assert checksum(engine) == before
 
     assert main(["purge", "--url", url, "--older-than", "90d", "--archive", str(archive)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].startswith("purged 8 executions (4 analytics rows, 16 log lines)")
-    assert len(lines) == 4
+    assert lines[0].startswith("purged 8 executions (4 analytics rows, 16 log lines, 8 transiti")
+    assert len(lines) == 5  # the report, then 4 parts
     assert all(os.path.isfile(line) for line in lines[1:])
     assert count(engine, executions) == 2
 

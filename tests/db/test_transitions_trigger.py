@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 import miyabi_analytics as ma
 from miyabi_analytics._db.rules import CHANNEL, RESTORING
+from miyabi_analytics._db.rules.history import ANNOUNCED_ROWS
 from tests.db.test_database_rules import upstream_insert
 from tests.db.test_tenant_isolation import Tenancy, seed, tenancy  # noqa: F401 (fixture)
 
@@ -175,21 +176,34 @@ def _ids(engine: Engine) -> list[tuple[Any, ...]]:
 
 
 @PG_ONLY
-def test_bulk_insert_announces_every_row(engine: Engine, db_url: URL) -> None:
+@pytest.mark.parametrize("rows", [ANNOUNCED_ROWS, ANNOUNCED_ROWS + 1])
+def test_bulk_insert_announces_each_row_or_the_statement(
+    engine: Engine, db_url: URL, rows: int
+) -> None:
     agent = ma.SalesAgent()
     done = [
         agent.builder(REPO).status("completed").started_at(T0 + timedelta(minutes=n))
         .completed_at(T0 + timedelta(minutes=n, seconds=9)).build()
-        for n in range(300)
+        for n in range(rows)
     ]
     listener = _listener(db_url)
     try:
         ma.ExecutionStore(engine).save_executions(done)
-        got = [json.loads(n.payload) for n in listener.notifies(timeout=3, stop_after=300)]
+        got = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=rows)]
     finally:
         listener.close()
-    assert sorted(g["id"] for g in got) == sorted(str(e.id) for e in done)
-    assert [g["transition"] for g in got] == sorted(g["transition"] for g in got)
+    ids = [row[0] for row in _ids(engine)]
+    if rows <= ANNOUNCED_ROWS:  # one notification per row, in id order
+        assert sorted(g["id"] for g in got) == sorted(str(e.id) for e in done)
+        assert [g["transition"] for g in got] == ids
+        return
+    # more rows: one notification for the statement, which names its rows
+    assert len(got) == 1
+    assert got[0]["count"] == rows
+    assert (got[0]["first"], got[0]["last"]) == (ids[0], ids[-1])
+    with engine.connect() as conn:
+        txids = conn.execute(text("SELECT DISTINCT txid FROM agent_execution_transitions"))
+        assert txids.scalars().all() == [got[0]["txid"]]
 
 
 @PG_ONLY
@@ -263,3 +277,20 @@ def test_scoped_writer_without_grant_records_and_reads_only_its_history(
         ).scalars().all()
     assert sorted(str(s) for s in seen) == sorted(str(m) for m in mine)
     assert len(history(tenancy.owner)) > len(seen)
+
+
+@PG_ONLY
+def test_a_writers_temporary_table_cannot_take_the_history(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(
+            "CREATE TEMPORARY TABLE agent_execution_transitions "
+            "(LIKE public.agent_execution_transitions INCLUDING DEFAULTS)"
+        ))
+        ex = upstream_insert(conn, repository_id=REPO, agent_type="SalesAgent", status="pending")
+        taken = conn.execute(text("SELECT count(*) FROM pg_temp.agent_execution_transitions"))
+        assert taken.scalar_one() == 0
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT execution_id FROM public.agent_execution_transitions"
+        )).scalars().all()
+    assert [str(r) for r in rows] == [str(ex)]

@@ -14,7 +14,10 @@ from miyabi_analytics._db.fastread.rows import RowBatches
 from miyabi_analytics._db.fastread.sqlite import SqliteFileBatches
 from miyabi_analytics.filters import FilterArgs
 
-PUBLIC = ["export_summary", "iter_summary", "read_logs", "read_summary", "read_summary_arrow"]
+PUBLIC = [
+    "export_summary", "iter_summary", "read_logs", "read_summary", "read_summary_arrow",
+    "read_transitions", "replay",
+]
 
 
 def test_reader_exports_only_the_readers():

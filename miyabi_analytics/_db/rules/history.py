@@ -11,7 +11,11 @@ at its own times and the running span equals the summary's duration.
 On PostgreSQL the same triggers send ``pg_notify('miyabi_executions', payload)``, delivered
 when the transaction commits and never when it rolls back. The payload is a small JSON object:
 ``transition`` (the row's id), ``txid`` (the writing transaction, see below), ``id``,
-``repository_id``, ``agent_type``, ``from``, ``to`` and ``at`` (ISO 8601).
+``repository_id``, ``agent_type``, ``from``, ``to`` and ``at`` (ISO 8601). An INSERT of more
+than :data:`ANNOUNCED_ROWS` executions (a bulk load) is announced once, as ``{"txid", "count",
+"first", "last"}`` (its rows' ids lie between ``first`` and ``last``): a watcher reads those
+rows from the table. Building and queueing one payload per row cost a bulk ``COPY`` of 50,000
+executions more than the rows themselves (benchmarks/bench_transitions.py).
 
 ``txid`` (PostgreSQL only: the 64-bit ``pg_current_xact_id()`` as ``bigint``, the
 database's column as the write order is) lets a watcher that lost its connection catch up
@@ -22,9 +26,10 @@ commit out of order, so an id cursor alone could skip a row.
 
 Inserts are recorded by a statement-level trigger over the statement's new rows (one call for a
 bulk insert of any size); status changes by a row-level trigger whose ``WHEN`` skips every
-UPDATE that keeps the status (heartbeats, metrics). The functions are ``SECURITY DEFINER``
-with a pinned ``search_path``, so a writer that may write executions (the agents' own role)
-needs no grant on the history table.
+UPDATE that keeps the status (heartbeats, metrics). The functions are ``SECURITY DEFINER``,
+with ``search_path`` pinned to the tables' schema and ``pg_temp`` last, so a writer that may
+write executions (the agents' own role) needs no grant on the history table and cannot divert
+it into a temporary table of its own.
 
 Setting ``miyabi.restoring`` to ``on`` for a transaction (``SET LOCAL``) silences both: restore
 puts archived history back itself. SQLite has no session settings: restore deletes the rows
@@ -61,6 +66,8 @@ ON_UPDATE: Final = "miyabi_history_update"
 HISTORY_TRIGGERS: Final = (ON_INSERT, ON_UPDATE)
 PG_FUNCTIONS: Final = ("miyabi_record_inserts", "miyabi_record_move")
 
+ANNOUNCED_ROWS: Final = 100
+"""An INSERT of more rows than this is announced by one notification (PostgreSQL), see above."""
 _COLUMNS: Final = "execution_id, from_status, to_status, at, quality_score, error_message"
 _RUNNING: Final = ExecutionStatus.RUNNING.value
 _FINISHED_SQL: Final = ", ".join(repr(s.value) for s in ExecutionStatus if s.is_terminal)
@@ -122,22 +129,39 @@ def backfill_history_sql(dialect: Dialect) -> str:
 def _pg_ddl() -> list[str]:
     inserts, move = PG_FUNCTIONS
     at = at_sql(Dialect.POSTGRESQL, "n")
-    definer = "SECURITY DEFINER SET search_path FROM CURRENT"
+    definer = "SECURITY DEFINER"
     return [
         f"""CREATE FUNCTION {inserts}() RETURNS trigger LANGUAGE plpgsql {definer} AS $$
 DECLARE
     note text;
+    added bigint;
+    first_id bigint;
+    last_id bigint;
 BEGIN
-    FOR note IN
+    IF (SELECT count(*) FROM new_rows) <= {ANNOUNCED_ROWS} THEN
+        FOR note IN
+            WITH t AS (
+                INSERT INTO {TRANSITIONS} ({_COLUMNS})
+                SELECT n.id, NULL, n.status, {at}, n.quality_score, n.error_message
+                FROM new_rows n
+                RETURNING *
+            )
+            SELECT {_payload("t", "n")} FROM t JOIN new_rows n ON n.id = t.execution_id
+            ORDER BY t.id
+        LOOP
+            PERFORM pg_notify('{CHANNEL}', note);
+        END LOOP;
+    ELSE
         WITH t AS (
             INSERT INTO {TRANSITIONS} ({_COLUMNS})
             SELECT n.id, NULL, n.status, {at}, n.quality_score, n.error_message FROM new_rows n
-            RETURNING *
+            RETURNING id
         )
-        SELECT {_payload("t", "n")} FROM t JOIN new_rows n ON n.id = t.execution_id ORDER BY t.id
-    LOOP
-        PERFORM pg_notify('{CHANNEL}', note);
-    END LOOP;
+        SELECT count(*), min(id), max(id) INTO added, first_id, last_id FROM t;
+        PERFORM pg_notify('{CHANNEL}', json_build_object(
+            'txid', pg_current_xact_id()::text::bigint, 'count', added,
+            'first', first_id, 'last', last_id)::text);
+    END IF;
     RETURN NULL;
 END
 $$""",  # noqa: S608 (DDL from this module's constants)
@@ -153,6 +177,12 @@ BEGIN
     RETURN NULL;
 END
 $$""",  # noqa: S608 (DDL from this module's constants)
+        # A definer's search_path is pinned to the tables' schema with pg_temp last: otherwise
+        # a temporary table of the writer's named like the history would be searched first.
+        f"""DO $$ BEGIN
+    EXECUTE format('ALTER FUNCTION {inserts}() SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION {move}() SET search_path = %I, pg_temp', current_schema());
+END $$""",
         f"CREATE TRIGGER {ON_INSERT} AFTER INSERT ON {EXECUTIONS} "
         f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
         f"WHEN ({_AWAKE}) EXECUTE FUNCTION {inserts}()",

@@ -6,6 +6,11 @@ come back exactly as it was archived, missing timestamps included, so the restor
 stamps again. Two UPDATEs, neither a move nor a change the ``updated_at`` rule would stamp:
 the first clears the timestamps and sets ``updated_at`` to a value other than the stored one
 (so the writer "set it"); the second puts the archived ``updated_at`` back (only it changes).
+
+The history is put back as it was too, not recorded anew (:mod:`.history`): on PostgreSQL the
+restoring transaction turns the history triggers off for itself (``miyabi.restoring``: nothing
+recorded, nothing announced; a watcher saw these transitions when they happened), on SQLite it
+deletes the transitions its inserts recorded. Then the archived rows go in with their ids.
 """
 
 from __future__ import annotations
@@ -14,12 +19,21 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, bindparam, case, delete, func, select, update
 
-from miyabi_analytics._db.schema import executions
+from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.rules.history import RESTORING, TRANSITIONS
+from miyabi_analytics._db.schema import executions, transitions
 from miyabi_analytics.vocabulary import ExecutionStatus
 
-__all__ = ["stamped_by_insert", "unstamp"]
+__all__ = [
+    "advance_history_ids",
+    "forget_recorded",
+    "silence_history",
+    "stamped_by_insert",
+    "stored_transitions",
+    "unstamp",
+]
 
 _RUNNING: Final = ExecutionStatus.RUNNING.value
 _FINISHED: Final = frozenset(s.value for s in ExecutionStatus if s.is_terminal)
@@ -67,3 +81,36 @@ def unstamp(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     conn.execute(_CLEAR, clear)
     conn.execute(_PUT_BACK, put_back)
     return len(chosen)
+
+
+def silence_history(conn: Connection) -> None:
+    """PostgreSQL: no history recorded nor announced for the rest of this transaction."""
+    if Dialect.of(conn).is_postgresql:
+        conn.execute(select(func.set_config(RESTORING, "on", True)))
+
+
+def forget_recorded(conn: Connection, execution_ids: Sequence[Any]) -> None:
+    """SQLite: delete the transitions that inserting these executions just recorded."""
+    if execution_ids and not Dialect.of(conn).is_postgresql:
+        conn.execute(delete(transitions).where(transitions.c.execution_id.in_(execution_ids)))
+
+
+def stored_transitions(conn: Connection, ids: Sequence[int]) -> list[tuple[int, Any]]:
+    """Which of these transition ids the table already holds (id, execution id)."""
+    if not ids:
+        return []
+    stmt = select(transitions.c.id, transitions.c.execution_id).where(transitions.c.id.in_(ids))
+    return [(row[0], row[1]) for row in conn.execute(stmt.order_by(transitions.c.id))]
+
+
+def advance_history_ids(conn: Connection, top: int) -> None:
+    """PostgreSQL: move the identity sequence past ``top`` if it is behind it.
+
+    Only an archive of another database can be ahead of the sequence; otherwise it is left
+    as it is, but for the one value read to know. SQLite's ``AUTOINCREMENT`` follows explicit
+    ids by itself.
+    """
+    if not Dialect.of(conn).is_postgresql:
+        return
+    sequence = func.pg_get_serial_sequence(TRANSITIONS, "id")
+    conn.execute(select(case((func.nextval(sequence) < top, func.setval(sequence, top)))))
