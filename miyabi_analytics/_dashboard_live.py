@@ -46,7 +46,7 @@ from miyabi_analytics._dashboard import (
 )
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._live_feed import COALESCE_SECONDS, WAIT_SECONDS, EventSource, LiveFeed
-from miyabi_analytics.live import TransitionEvent
+from miyabi_analytics.live import TransitionEvent, watch
 from miyabi_analytics.vocabulary import ExecutionStatus
 
 __all__ = [
@@ -83,10 +83,7 @@ def watch_source(engine: Engine) -> EventSource:
     """
 
     def source() -> Iterator[TransitionEvent]:
-        from miyabi_analytics.live import watch  # type: ignore[attr-defined]  # until it lands
-
-        events: Iterator[TransitionEvent] = watch(engine, timeout=WAIT_SECONDS)
-        return events
+        return watch(engine, timeout=WAIT_SECONDS)  # a Watcher: close() closes its connection
 
     return source
 
