@@ -43,6 +43,7 @@ from miyabi_analytics._dashboard import (
     DashboardData,
     DashboardFilters,
     DashboardModel,
+    dashboard_queries,
 )
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._live_feed import COALESCE_SECONDS, WAIT_SECONDS, EventSource, LiveFeed
@@ -220,32 +221,44 @@ class LiveModel:
         """Stop listening (see :meth:`LiveFeed.stop`)."""
         return self.feed.stop(timeout)
 
-    def apply(self, events: list[TransitionEvent]) -> frozenset[str]:
-        """Apply one batch: the queries it touches run again; returns their names."""
-        with self.lock:
-            arrived = datetime.now(UTC)
-            model = self.model
-            started = _StartedAt(model.engine, events)
-            current: frozenset[str] = frozenset()
+    def _touched(self, events: list[TransitionEvent]) -> frozenset[str]:
+        """What the batch touches in the current filters; touched other states are dropped."""
+        model = self.model
+        started = _StartedAt(model.engine, events)
+        current: frozenset[str] = frozenset()
+        try:
             for filters in model.cached_filters():
                 keys = touched_queries(filters, events, started)
                 if filters == model.filters:
                     current = keys
                 elif keys:
                     model.forget(filters)
+        finally:
+            self.lookups += started.queries
+        return current
+
+    def apply(self, events: list[TransitionEvent]) -> frozenset[str]:
+        """Apply one batch: the queries it touches run again; returns their names."""
+        with self.lock:
+            arrived = datetime.now(UTC)
+            model = self.model
             if any(e.from_status is None for e in events):
                 model.forget_repositories()  # read again when next needed, not now
-            self.lookups += started.queries
-            if self._pending and model.filters == self._pending[0]:
-                current |= self._pending[1]  # what a failed batch could not rerun
-            self._pending = None
-            self.last_queries = current
-            if current:
-                try:
+            current: frozenset[str] | None = None
+            try:
+                current = self._touched(events)
+                if self._pending and model.filters == self._pending[0]:
+                    current |= self._pending[1]  # what a failed batch could not rerun
+                self._pending = None
+                self.last_queries = current
+                if current:
                     data = model.recompute(current)
-                except BaseException:
-                    self._pending = (model.filters, current)
-                    raise
+            except BaseException:
+                # The database went away: rerun with the next batch what this one touched,
+                # or everything when even that could not be told.
+                everything = frozenset(dashboard_queries(model.filters))
+                self._pending = (model.filters, everything if current is None else current)
+                raise
             self.last_event = arrived  # once applied: the indicator then tells the truth
             if current and self._on_change is not None:
                 self._on_change(data, current)

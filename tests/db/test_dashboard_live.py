@@ -451,6 +451,39 @@ def test_queries_a_failed_batch_could_not_run_run_with_the_next(
     assert_same_data(model.refresh(), model_of(seeded).refresh())
 
 
+def test_a_batch_that_could_not_even_read_started_at_reruns_everything_next(
+    seeded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from miyabi_analytics import _dashboard_live
+
+    model = model_of(seeded)
+    model.refresh()
+    live = LiveModel(model, FakeWatch())
+    mark = last_transition(seeded)
+    save(
+        seeded,
+        "CRMAgent",
+        uuid.uuid4(),
+        status="completed",
+        started_at=INSIDE,
+        completed_at=INSIDE + timedelta(minutes=1),
+    )
+    batch = events_after(seeded, mark)
+
+    def unreadable(_self: Any, _event: TransitionEvent) -> datetime:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_dashboard_live._StartedAt, "__call__", unreadable)
+        with pytest.raises(sa.exc.OperationalError):
+            live.apply(batch)
+    ran = model.queries_run
+    everything = frozenset(dashboard_queries(model.filters))
+    assert live.apply([]) == everything  # even an empty batch brings the page up to date
+    assert model.queries_run - ran == len(everything)
+    assert_same_data(model.refresh(), model_of(seeded).refresh())
+
+
 def synthetic(transition_id: int) -> TransitionEvent:
     return dataclasses.replace(event("running", "completed"), transition_id=transition_id)
 
