@@ -51,7 +51,7 @@ class LiveView:
         """Keep the dashboard current from ``source`` (see ``DashboardView``); nothing if live."""
         if self.live is not None:
             return
-        self.live = LiveModel(
+        live = LiveModel(
             self.model,
             source,
             lock=self._lock,
@@ -59,7 +59,8 @@ class LiveView:
             on_state=self._live_state,
         )
         self.live_status.value = _live_html("listening", None, None)
-        self.live.start()
+        live.start()  # raises if the source cannot work at all (in-memory SQLite)
+        self.live = live
 
     def stop_live(self, *, wait: bool = True) -> None:
         """Stop the live mode's threads and close its ``watch`` connection; nothing if not live.

@@ -97,7 +97,15 @@ class LiveFeed:
         return any(t.is_alive() for t in self._threads)
 
     def start(self) -> None:
-        """Start both threads (once)."""
+        """Open the first stream here, then start both threads (once).
+
+        Opened in the caller's thread, so that what is committed once this returns is seen,
+        and a source that cannot work at all (``watch`` on an in-memory SQLite database)
+        raises here, to the caller.
+        """
+        first = iter(self._source())
+        with self._guard:
+            self._successor = first
         for thread in self._threads:
             thread.start()
 
@@ -150,7 +158,7 @@ class LiveFeed:
             successor, self._successor = self._successor, None
             self._generation += 1
             self._quiet_since = time.monotonic()
-        if successor is not None:
+        if successor is not None and self._generation > 1:  # the first one came from start()
             self.handovers += 1
         return successor
 

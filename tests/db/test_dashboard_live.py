@@ -406,6 +406,8 @@ def test_a_failing_source_is_retried_and_reported() -> None:
     def source() -> Iterator[TransitionEvent]:
         nonlocal calls
         calls += 1
+        if calls == 1:
+            return iter(())  # the first stream opens (in start()), then ends at once
         raise ConnectionError("database gone")
 
     feed = LiveFeed(
@@ -414,7 +416,7 @@ def test_a_failing_source_is_retried_and_reported() -> None:
         on_state=lambda s, e: states.append((s, repr(e) if e else None)),
     )
     feed.start()
-    wait_until(lambda: calls >= 2)
+    wait_until(lambda: calls >= 3)  # retried after a wait
     assert feed.stop()
     assert ("retrying", "ConnectionError('database gone')") in states
     assert states[-1] == ("stopped", None)
@@ -557,6 +559,31 @@ def test_the_view_redraws_only_touched_figures_and_shows_the_last_change(seeded:
         view.close()
     assert view.live is None
     assert fake.closed == fake.opened
+
+
+def test_a_source_that_cannot_open_raises_from_start() -> None:
+    def source() -> Iterator[TransitionEvent]:
+        raise ConnectionError("no such server")
+
+    feed = LiveFeed(source, lambda _batch: None)
+    with pytest.raises(ConnectionError):
+        feed.start()
+    assert not feed.running
+
+
+def test_live_mode_on_an_in_memory_database_is_refused_at_once() -> None:
+    pytest.importorskip("ipywidgets")
+    from miyabi_analytics.widgets import dashboard_view
+
+    engine = ma.connect("sqlite://")
+    ma.migrate(engine)
+    try:
+        with pytest.raises(ma.ValidationError) as refused:
+            dashboard_view(engine, live=True)  # no other process can write to it
+        assert refused.value.field == "engine"
+        assert not [t for t in threading.enumerate() if t.name.startswith("miyabi-live")]
+    finally:
+        engine.dispose()
 
 
 def test_closing_the_app_widget_stops_live_mode(seeded: Engine) -> None:
