@@ -116,7 +116,7 @@ def _lookups(conn: Connection, s: Sql) -> None:
     for ix, agent in enumerate(AGENT_TYPES):
         share, med, fail, base, drift = _PROFILES[agent]
         conn.execute(
-            text(f"INSERT INTO bench_profiles VALUES (:ix, :a, :med, :fail, :base, :drift, {binds})"),
+            text(f"INSERT INTO bench_profiles VALUES (:ix, :a, :med, :fail, :base, :drift, {binds})"),  # noqa: S608, E501
             {"ix": ix, "a": agent, "med": med, "fail": fail, "base": base, "drift": drift,
              **{g: int(agent in members) for g, members in GROUPS.items()}},
         )
@@ -159,7 +159,7 @@ def _plan(s: Sql) -> str:
     WHEN 'failed' THEN q.t0 + q.dur * (0.1 + 0.9 * {u(7)}) END AS t1,
     0.6 + q.q_raw / 125 AS lift
   FROM q
-)"""
+)"""  # noqa: S608 (constants and binds only)
 
 
 def _executions_sql(s: Sql) -> str:
@@ -183,23 +183,32 @@ SELECT r.id, rp.id, CASE WHEN {s.u(13, 'r.g')} < 0.9 THEN us.id END,
 FROM r
 JOIN bench_repos rp ON rp.i = {h(15, 'r.g')} % 6
 JOIN bench_users us ON us.i = {h(17, 'r.g')} % 12
-JOIN bench_errors er ON er.slot = {h(8, 'r.g')} % {ERROR_SLOTS}"""
+JOIN bench_errors er ON er.slot = {h(8, 'r.g')} % {ERROR_SLOTS}"""  # noqa: S608 (constants and binds only)
 
 
 def _analytics_sql(s: Sql) -> str:
     u = s.u
+    def when(flag: str, expr: str, flag2: str = "", expr2: str = "") -> str:
+        other = f" WHEN r.{flag2} = 1 THEN {expr2}" if flag2 else ""
+        return f"CASE WHEN r.{flag} = 1 THEN {expr}{other} END"
+
+    lift = "r.lift"
     cols = {
-        "competitors_analyzed": f"CASE WHEN r.g_market = 1 THEN 5 + {h(20, 'r.g')} % 36 END",
-        "market_size_usd": f"CASE WHEN r.g_market = 1 THEN {s.integer(f'power(10, 7.5 + 3 * {u(21)})')} END",
-        "growth_rate_percent": f"CASE WHEN r.g_market = 1 THEN {s.round2(f'11 + 7 * {s.gauss(22)}')} END",
-        "conversion_rate": f"CASE WHEN r.g_sales = 1 THEN {s.round2(f'abs(3.2 + 1.4 * {s.gauss(25)}) * r.lift + 0.1')} END",
-        "target_audience_size": f"CASE WHEN r.g_sales = 1 THEN {s.integer(f'power(10, 3.5 + 3 * {u(28)})')}"
-                                f" WHEN r.g_persona = 1 THEN {s.integer(f'power(10, 3 + 2.5 * {u(28)})')} END",
-        "estimated_revenue_usd": f"CASE WHEN r.g_sales = 1 THEN {s.integer(f'power(10, 4.5 + 2.7 * {u(29)}) * r.lift')} END",
-        "engagement_score": f"CASE WHEN r.g_engage = 1 THEN {s.clamp(f'(62 + 14 * {s.gauss(30)}) * r.lift')}"
-                            f" WHEN r.g_jony = 1 THEN {s.clamp(f'75 + 10 * {s.gauss(30)}')} END",
-        "reach_estimate": f"CASE WHEN r.g_engage = 1 THEN {s.integer(f'power(10, 3 + 3 * {u(33)}) * r.lift')} END",
-        "roi_percent": f"CASE WHEN r.g_roi = 1 THEN {s.round2(f'(45 + 60 * {s.gauss(34)}) * r.lift')} END",
+        "competitors_analyzed": when("g_market", f"5 + {h(20, 'r.g')} % 36"),
+        "market_size_usd": when("g_market", s.integer(f"power(10, 7.5 + 3 * {u(21)})")),
+        "growth_rate_percent": when("g_market", s.round2(f"11 + 7 * {s.gauss(22)}")),
+        "conversion_rate": when(
+            "g_sales", s.round2(f"abs(3.2 + 1.4 * {s.gauss(25)}) * {lift} + 0.1")),
+        "target_audience_size": when(
+            "g_sales", s.integer(f"power(10, 3.5 + 3 * {u(28)})"),
+            "g_persona", s.integer(f"power(10, 3 + 2.5 * {u(28)})")),
+        "estimated_revenue_usd": when(
+            "g_sales", s.integer(f"power(10, 4.5 + 2.7 * {u(29)}) * {lift}")),
+        "engagement_score": when(
+            "g_engage", s.clamp(f"(62 + 14 * {s.gauss(30)}) * {lift}"),
+            "g_jony", s.clamp(f"75 + 10 * {s.gauss(30)}")),
+        "reach_estimate": when("g_engage", s.integer(f"power(10, 3 + 3 * {u(33)}) * {lift}")),
+        "roi_percent": when("g_roi", s.round2(f"(45 + 60 * {s.gauss(34)}) * {lift}")),
     }
     models = "CASE " + " ".join(f"WHEN {h(37, 'a.g')} % 3 = {i} THEN '{m}'" for i, m in
                                 enumerate(("gpt-5", "claude-opus", "claude-sonnet"))) + " END"
@@ -212,7 +221,7 @@ def _analytics_sql(s: Sql) -> str:
 INSERT INTO business_agent_analytics (id, execution_id, agent_type, metrics, {names}, created_at)
 SELECT {s.hexid(50, 'a.g', 'a.g')}, a.id, a.agent_type, {metrics},
   {", ".join(f"a.{k}" for k in cols)}, {s.ts('a.t1')}
-FROM a"""
+FROM a"""  # noqa: S608 (constants and binds only)
 
 
 def _logs_sql(s: Sql) -> str:
@@ -235,7 +244,7 @@ FROM r
 JOIN bench_steps st ON st.k = 0 OR (st.k < 4 AND st.k <= 1 + {h(26, 'r.g')} % 3)
   OR (st.k = 4 AND {h(27, 'r.g')} % 100 < 8) OR (st.k = 5 AND r.t1 IS NOT NULL)
 JOIN bench_errors er ON er.slot = {h(8, 'r.g')} % {ERROR_SLOTS}
-WHERE r.status <> 'pending'"""
+WHERE r.status <> 'pending'"""  # noqa: S608 (constants and binds only)
 
 
 def fill(engine: Engine, executions: int, *, end: datetime, days: float,
