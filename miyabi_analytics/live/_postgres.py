@@ -34,7 +34,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -58,15 +58,17 @@ REFRESH_SECONDS: Final = 1.0
 BACKOFF_FIRST: Final = 0.05
 BACKOFF_MAX: Final = 5.0
 
-_txid = sa.literal_column(TXID, BigInteger()).label(TXID)
+_txid_column = sa.literal_column(TXID, BigInteger())
+"""The PostgreSQL-only column, not in the model (``schema.TXID``)."""
+_txid = _txid_column.label(TXID)
 _xmin = sa.cast(
     sa.cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger()
 )
 _HORIZON: Final = sa.select(_xmin)
 # One statement, so one snapshot: its horizon and what it already sees above it.
 _h = sa.select(_xmin.label("h")).subquery("h")
-_START: Final = sa.select(_h.c.h, transitions.c.id, sa.column(TXID, BigInteger())).select_from(
-    _h.outerjoin(transitions, sa.column(TXID, BigInteger()) >= _h.c.h)
+_START: Final = sa.select(_h.c.h, transitions.c.id, _txid_column).select_from(
+    _h.outerjoin(transitions, _txid_column >= _h.c.h)
 )
 _SESSION: Final = sa.select(
     func.current_setting(SCOPE_SETTING, True, type_=sa.String()),
@@ -159,18 +161,13 @@ class PostgresSource:
                 continue
             payload = json.loads(note.payload)
             if "transition" not in payload:  # a bulk INSERT, announced once: read its rows
-                out.extend(self._bulk(int(payload["txid"]), payload["first"], payload["last"]))
+                out += self._bulk(int(payload["txid"]), payload["first"], payload["last"])
                 continue
-            tid, txid = int(payload["transition"]), int(payload["txid"])
-            if tid in self._seen:
-                continue
-            self._seen[tid] = txid
-            event = to_event((
-                tid, payload["id"], payload["repository_id"], payload["agent_type"],
-                payload["from"], payload["to"], payload["at"],
-            ))
-            if self._wanted(event):
-                out.append(event)
+            columns = (
+                payload["transition"], payload["id"], payload["repository_id"],
+                payload["agent_type"], payload["from"], payload["to"], payload["at"],
+            )
+            out += self._fresh([(int(payload["txid"]), columns)])
         return out
 
     def _bulk(self, txid: int, first: int, last: int) -> list[TransitionEvent]:
@@ -178,12 +175,15 @@ class PostgresSource:
         assert self._conn is not None
         stmt = (
             event_columns()
-            .where(transitions.c.id.between(int(first), int(last)))
-            .where(sa.literal_column(TXID, BigInteger()) == txid)
+            .where(transitions.c.id.between(int(first), int(last)), _txid_column == txid)
             .order_by(transitions.c.id)
         )
+        return self._fresh((txid, columns) for columns in self._fetch(self._conn, stmt))
+
+    def _fresh(self, rows: Iterable[tuple[int, Sequence[Any]]]) -> list[TransitionEvent]:
+        """The wanted events of ``rows`` ((txid, event columns)) not yet seen; all now seen."""
         out = []
-        for columns in self._fetch(self._conn, stmt):
+        for txid, columns in rows:
             tid = int(columns[0])
             if tid in self._seen:
                 continue
@@ -206,19 +206,10 @@ class PostgresSource:
         stmt = (
             event_columns()
             .add_columns(_txid)
-            .where(sa.literal_column(TXID, BigInteger()) >= self._horizon)
-            .order_by(sa.literal_column(TXID), transitions.c.id)
+            .where(_txid_column >= self._horizon)
+            .order_by(_txid_column, transitions.c.id)
         )
-        out = []
-        for *columns, txid in self._fetch(conn, stmt):
-            tid = int(columns[0])
-            if tid in self._seen:
-                continue
-            self._seen[tid] = int(txid)
-            event = to_event(columns)
-            if self._wanted(event):
-                out.append(event)
-        return out
+        return self._fresh((int(row[-1]), row[:-1]) for row in self._fetch(conn, stmt))
 
     def _reconnect(self, deadline: float | None) -> bool:
         """Listen again and catch up; ``False`` when closed or ``deadline`` passed first."""
