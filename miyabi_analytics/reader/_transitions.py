@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from types import SimpleNamespace
 from typing import Any, Final, Unpack
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Engine, Select, select
+from sqlalchemy import Connection, Engine, Select, select
 
 from miyabi_analytics._db.schema import executions, transitions
 from miyabi_analytics._db.tx import begin
@@ -54,22 +55,15 @@ def _ids(value: object) -> list[uuid.UUID]:
     raise ValidationError("execution_id", value, "expected one UUID or a non-empty iterable")
 
 
-def _clauses(filters: SummaryFilters) -> list[ColumnElement[bool]]:
-    """The summary filters against a transition: statuses on ``to_status``, time on ``at``."""
-    out: list[ColumnElement[bool]] = []
-    if filters.repository_ids is not None:
-        out.append(executions.c.repository_id.in_(filters.repository_ids))
-    if filters.user_ids is not None:
-        out.append(executions.c.user_id.in_(filters.user_ids))
-    if filters.agent_types is not None:
-        out.append(executions.c.agent_type.in_(filters.agent_types))
-    if filters.statuses is not None:
-        out.append(transitions.c.to_status.in_([s.value for s in filters.statuses]))
-    if filters.since is not None:
-        out.append(transitions.c.at >= filters.since)
-    if filters.until is not None:
-        out.append(transitions.c.at < filters.until)
-    return out
+_FILTERED: Final = SimpleNamespace(
+    repository_id=executions.c.repository_id,
+    user_id=executions.c.user_id,
+    agent_type=executions.c.agent_type,
+    status=transitions.c.to_status,
+    started_at=transitions.c.at,
+)
+"""The columns the summary filters apply to for a transition: statuses on ``to_status``, time
+on ``at`` (``SummaryFilters.clauses`` reads them by the summary's names)."""
 
 
 def transitions_select(
@@ -77,7 +71,7 @@ def transitions_select(
 ) -> Select[Any]:
     """The filtered, ordered select of :func:`read_transitions` (columns of its spec's order)."""
     joined = transitions.join(executions, transitions.c.execution_id == executions.c.id)
-    stmt = select(*_SOURCES.values()).select_from(joined).where(*_clauses(filters))
+    stmt = select(*_SOURCES.values()).select_from(joined).where(*filters.clauses(_FILTERED))
     if execution_ids is not None:
         stmt = stmt.where(transitions.c.execution_id.in_(execution_ids))
     return stmt.order_by(transitions.c.at, transitions.c.id)
