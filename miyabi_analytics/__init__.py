@@ -67,6 +67,8 @@ if _TYPE_CHECKING:
     from miyabi_analytics.records import LogEntry as LogEntry
     from miyabi_analytics.records import MetricsEntry as MetricsEntry
     from miyabi_analytics.report_runs import read_report_runs as read_report_runs
+    from miyabi_analytics.rollups import refresh_rollups as refresh_rollups
+    from miyabi_analytics.rollups import rollup_status as rollup_status
     from miyabi_analytics.store import ExecutionStore as ExecutionStore
     from miyabi_analytics.vocabulary import LOG_LEVELS as LOG_LEVELS
     from miyabi_analytics.widgets import dashboard as dashboard
@@ -131,6 +133,7 @@ _EXPORTS: _Final[dict[str, tuple[str, ...]]] = {
         "MetricsEntry",
     ),
     "miyabi_analytics.report_runs": ("read_report_runs",),
+    "miyabi_analytics.rollups": ("refresh_rollups", "rollup_status"),
     "miyabi_analytics.store": ("ExecutionStore",),
     "miyabi_analytics.vocabulary": ("LOG_LEVELS",),
     "miyabi_analytics.widgets": ("dashboard",),
@@ -189,7 +192,9 @@ __all__ = [
     "read_summary",
     "read_summary_arrow",
     "read_transitions",
+    "refresh_rollups",
     "replay",
+    "rollup_status",
     "success_rates",
     "timeline_figure",
     "watch",

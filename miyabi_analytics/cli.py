@@ -19,6 +19,7 @@ from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics._db.migrate import current_revision, downgrade, migrate
 from miyabi_analytics._extras import require_extra
 from miyabi_analytics._outputs import check_output_file
+from miyabi_analytics._rollup_command import add_rollup_command
 from miyabi_analytics._version import package_version
 from miyabi_analytics.errors import MiyabiError
 
@@ -180,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only count what would be purged"
     )
     cmd.set_defaults(handler=_purge)
+    add_rollup_command(commands, url_help)
     add_check_command(commands, url_help, _duration)
     return parser
 
@@ -233,6 +235,7 @@ def _downgrade(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from miyabi_analytics.demo import iter_history, load_demo
     from miyabi_analytics.notebook import jupyter_command, shown_url
+    from miyabi_analytics.rollups import refresh_rollups
 
     # Everything refusable is refused before the database is touched.
     require_extra("report")  # without it the history would load, then the report fail
@@ -255,6 +258,7 @@ def _demo(args: argparse.Namespace) -> int:
                 f"{loaded.logs:,} log lines into {shown_url(engine.url)} "
                 f"in {time.perf_counter() - began:.1f}s"
             )
+        refresh_rollups(engine)  # what cron would do: the report reads settled days from it
         print(_summary_table(engine))
         print(f"open the notebooks on it: {jupyter_command(engine.url)}")
     finally:

@@ -27,6 +27,8 @@ __all__ = [
     "METRIC_COLUMNS",
     "OTHER_CATEGORY",
     "READ_CATEGORIES",
+    "AVERAGED_METRICS",
+    "SUMMED_METRICS",
     "TYPED_METRICS",
     "Category",
     "ExecutionStatus",
@@ -251,3 +253,20 @@ METRIC_COLUMNS: Final[Mapping[str, IntColumn | RateColumn]] = {
 """The metric keys with typed columns and the range of each; other keys stay in JSON only."""
 
 TYPED_METRICS: Final[tuple[str, ...]] = tuple(METRIC_COLUMNS)
+
+SUMMED_METRICS: Final[tuple[str, ...]] = (
+    "competitors_analyzed",
+    "market_size_usd",
+    "target_audience_size",
+    "estimated_revenue_usd",
+    "reach_estimate",
+)
+"""The metrics ``business_metrics`` sums (and the rollups keep sums of)."""
+
+AVERAGED_METRICS: Final[Mapping[str, int]] = {
+    "growth_rate_percent": 100,  # numeric(5, 2): summed as whole cents
+    "conversion_rate": 100,
+    "engagement_score": 1,  # an integer
+    "roi_percent": 100,  # numeric(7, 2)
+}
+"""The metrics ``business_metrics`` averages, each with the integer scale its sum is kept at."""

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import SchemaItem
 
 from miyabi_analytics._db.types import JsonDocument, UtcDateTime, UuidText
+from miyabi_analytics.vocabulary import AVERAGED_METRICS, SUMMED_METRICS
 
 # Constraints are given their short name (``name="status_known"``) and the convention makes the
 # full one (``ck_agent_executions_status_known``). A migration that spells a full name out wraps
@@ -123,6 +124,7 @@ logs = Table(
     Index(None, "execution_id"),
     Index(None, "log_level"),
     Index(None, "logged_at"),
+    Index(None, "execution_id", "log_level"),  # revision 0011: the view's error count
 )
 
 transitions = Table(
@@ -151,6 +153,77 @@ transitions = Table(
 """Every status an execution entered (revision 0010), written by the database's triggers only
 (:mod:`miyabi_analytics._db.rules.history`): one row on insert (``from_status`` NULL) and one
 per status change, by any writer."""
+
+def _rollup_keys() -> list[Column[object]]:
+    """The key of a rollup row: a UTC day and the columns every rollup is filtered by."""
+    return [
+        Column("day", UtcDateTime(), nullable=False),
+        Column("agent_type", String(50), nullable=False),
+        Column("repository_id", UuidText(), nullable=False),
+        Column("status", String(20), nullable=False),
+    ]
+
+
+def _counts(*names: str) -> list[Column[object]]:
+    return [Column(name, BigInteger, nullable=False) for name in names]
+
+
+def _values(*names: str, type_: type[Integer] = BigInteger) -> list[Column[object]]:
+    return [Column(name, type_(), nullable=True) for name in names]
+
+
+rollups = Table(
+    "agent_execution_rollups",
+    metadata,
+    *_rollup_keys(),
+    # failed rows only (NULL otherwise): error_analysis groups failures by their message
+    Column("error_message", Text, nullable=True),
+    *_counts("executions", "scored", "timed", "analysed"),
+    *_values("quality_sum", "quality_sq_sum"),
+    *_values("quality_min", "quality_max", type_=Integer),
+    *_values("micros_hi", "micros_lo", "micros_min", "micros_max"),
+    Column("started_min", UtcDateTime(), nullable=True),
+    Column("started_max", UtcDateTime(), nullable=True),
+    *_values(*(f"{name}_{half}" for name in SUMMED_METRICS for half in ("hi", "lo"))),
+    *_values(*(f"{name}_{part}" for name in AVERAGED_METRICS for part in ("total", "count"))),
+    Index(None, "day"),
+)
+"""Per (UTC day of ``started_at``, agent type, repository, status, failure message): what every
+aggregate needs, kept by ``refresh_rollups`` (revision 0011, :mod:`miyabi_analytics._db.rollup`).
+Integer sums that could pass 64 bits are kept as the sums of their high and low 32-bit halves."""
+
+rollup_durations = Table(
+    "agent_execution_rollup_durations",
+    metadata,
+    *_rollup_keys(),
+    Column("bucket", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Index(None, "day"),
+)
+"""The durations of each rollup key as a logarithmic histogram (``duration_stats(exact=False)``)."""
+
+rollup_pending = Table(
+    "agent_execution_rollup_pending",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True
+    ),
+    Column("day", UtcDateTime(), nullable=False),
+    Column("next_day", UtcDateTime(), nullable=False),
+    Index(None, "day"),
+    sqlite_autoincrement=True,
+)
+"""Days whose rollup no longer matches the rows, marked by the database's triggers for every
+writer: readers take these days from the rows until ``refresh_rollups`` recomputes them."""
+
+rollup_state = Table(
+    "agent_execution_rollup_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("refreshed_at", UtcDateTime(), nullable=True),
+    CheckConstraint("id = 1", name="one_row"),
+)
+"""One row: when ``refresh_rollups`` last finished (NULL: never)."""
 
 report_runs = Table(
     "report_runs",

@@ -5,13 +5,21 @@ from __future__ import annotations
 from typing import Any, Final, Unpack
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Engine, func
+from sqlalchemy import BigInteger, ColumnElement, Connection, Engine, cast, func
 
 from miyabi_analytics._db.buckets import Freq
 from miyabi_analytics._db.exact import ExactSum, cents
-from miyabi_analytics._db.schema import analytics, executions
+from miyabi_analytics._db.rollup.parts import analysed_source, high, latest, low
+from miyabi_analytics._db.schema import analytics, executions, rollups
 from miyabi_analytics._db.summary import is_latest_analytics
 from miyabi_analytics.aggregates._exact import checked_sum, ratio
+from miyabi_analytics.aggregates._rollup import (
+    Part,
+    combined,
+    joined_sum,
+    rollup_can_answer,
+    rollup_keys,
+)
 from miyabi_analytics.aggregates._shared import (
     ByArg,
     check_by,
@@ -23,22 +31,12 @@ from miyabi_analytics.aggregates._shared import (
     spec,
 )
 from miyabi_analytics.filters import FilterArgs, SummaryFilters
+from miyabi_analytics.vocabulary import AVERAGED_METRICS, SUMMED_METRICS
 
 __all__ = ["business_metrics", "business_metrics_with_unstarted"]
 
-SUMMED: Final = (
-    "competitors_analyzed",
-    "market_size_usd",
-    "target_audience_size",
-    "estimated_revenue_usd",
-    "reach_estimate",
-)
-AVERAGED: Final[dict[str, int]] = {  # name -> the integer scale its mean is computed at
-    "growth_rate_percent": 100,  # numeric(5, 2): cents
-    "conversion_rate": 100,
-    "engagement_score": 1,  # an integer
-    "roi_percent": 100,  # numeric(7, 2)
-}
+SUMMED: Final = SUMMED_METRICS
+AVERAGED: Final = AVERAGED_METRICS  # name -> the integer scale its mean is computed at
 
 
 def business_metrics(
@@ -96,6 +94,45 @@ def _business(
     unstarted: bool,
 ) -> pd.DataFrame:
     """The query and frame of both public functions, their arguments validated."""
+    fetched = (
+        _from_rollup(bind, keys, bucket, where, unstarted)
+        if rollup_can_answer(where, keys)
+        else _from_rows(bind, keys, bucket, where, unstarted)
+    )
+    for name in SUMMED:
+        checked_sum(f"sum_{name}", [row[f"sum_{name}"] for row in fetched])
+    rows = [
+        (
+            *row["keys"],
+            row["executions"],
+            *(row[f"sum_{name}"] for name in SUMMED),
+            *(
+                ratio(row[f"total_{name}"], row[f"count_{name}"] * scale)
+                for name, scale in AVERAGED.items()
+            ),
+        )
+        for row in fetched
+    ]
+    dtypes = spec(
+        keys,
+        bucket,
+        {
+            "executions": "int64",
+            **{f"sum_{name}": "Int64" for name in SUMMED},
+            **{f"mean_{name}": "float64" for name in AVERAGED},
+        },
+    )
+    return frame(rows, dtypes, key_names(keys, bucket))
+
+
+def _from_rows(
+    bind: Engine | Connection,
+    keys: tuple[str, ...],
+    bucket: Freq | None,
+    where: SummaryFilters,
+    unstarted: bool,
+) -> list[dict[str, Any]]:
+    """Every execution's latest analytics row, grouped (a user filter: the rollup has none)."""
     latest, newer = analytics.alias("latest"), analytics.alias("newer")
     source = executions.join(latest, latest.c.execution_id == executions.c.id)
     measures: list[ColumnElement[Any]] = [func.count().label("executions")]
@@ -113,29 +150,51 @@ def _business(
         source=source,
         unstarted=unstarted,
     )
-    fetched = fetch(bind, stmt)
-    for name in SUMMED:
-        checked_sum(f"sum_{name}", [getattr(row, f"sum_{name}") for row in fetched])
     width = len(key_names(keys, bucket))
-    rows = [
-        (
-            *row[:width],
-            row.executions,
-            *(getattr(row, f"sum_{name}") for name in SUMMED),
-            *(
-                ratio(getattr(row, f"total_{name}"), getattr(row, f"count_{name}") * scale)
-                for name, scale in AVERAGED.items()
-            ),
-        )
-        for row in fetched
-    ]
-    dtypes = spec(
-        keys,
-        bucket,
-        {
-            "executions": "int64",
-            **{f"sum_{name}": "Int64" for name in SUMMED},
-            **{f"mean_{name}": "float64" for name in AVERAGED},
-        },
+    return [{"keys": row[:width], **row._asdict()} for row in fetch(bind, stmt)]
+
+
+def _from_rollup(
+    bind: Engine | Connection,
+    keys: tuple[str, ...],
+    bucket: Freq | None,
+    where: SummaryFilters,
+    unstarted: bool,
+) -> list[dict[str, Any]]:
+    """The rollup's settled days and the rows of the rest (:mod:`._rollup`)."""
+    r = rollups.c
+    parts = [Part("executions", func.count(), func.sum(r.analysed))]
+    for name in SUMMED:
+        parts += [
+            Part(f"{name}_{half}", func.sum(fn(latest.c[name])), func.sum(r[f"{name}_{half}"]))
+            for half, fn in (("hi", high), ("lo", low))
+        ]
+    for name, scale in AVERAGED.items():
+        column = latest.c[name]
+        value = cents(column) if scale == 100 else cast(column, BigInteger)
+        parts += [
+            Part(f"total_{name}", func.sum(value), func.sum(r[f"{name}_total"])),
+            Part(f"count_{name}", func.count(column), func.sum(r[f"{name}_count"])),
+        ]
+    stmt = combined(
+        rollup_keys(keys, bucket),
+        parts,
+        where,
+        count="executions",
+        raw_source=analysed_source,
+        rolled_where=[r.analysed > 0],
+        unstarted=unstarted,
     )
-    return frame(rows, dtypes, key_names(keys, bucket))
+    width = len(key_names(keys, bucket))
+    out = []
+    for row in fetch(bind, stmt):
+        got = row._asdict()
+        entry: dict[str, Any] = {"keys": row[:width], "executions": int(got["executions"])}
+        for name in SUMMED:
+            entry[f"sum_{name}"] = joined_sum(got[f"{name}_hi"], got[f"{name}_lo"])
+        for name in AVERAGED:
+            total, count = got[f"total_{name}"], got[f"count_{name}"]
+            entry[f"total_{name}"] = None if total is None else int(total)
+            entry[f"count_{name}"] = int(count or 0)
+        out.append(entry)
+    return out

@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Any, Final, Unpack
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import BigInteger, Connection, Engine, cast, func, select
 
 from miyabi_analytics._db.buckets import Freq
 from miyabi_analytics._db.exact import ExactSum
-from miyabi_analytics._db.schema import executions
+from miyabi_analytics._db.schema import executions, rollups
 from miyabi_analytics.aggregates._exact import ratio
+from miyabi_analytics.aggregates._rollup import Key, Part, combined, rollup_can_answer, rollup_keys
 from miyabi_analytics.aggregates._shared import (
     ByArg,
     check_by,
@@ -48,20 +49,32 @@ def success_rates(
     keys = check_by(by)
     bucket = check_optional_freq(freq)
     where = SummaryFilters.of(filters, **filter_args)
-    completed = func.count().filter(executions.c.status == ExecutionStatus.COMPLETED.value)
-    failed = func.count().filter(executions.c.status == ExecutionStatus.FAILED.value)
-    stmt = grouped(
-        keys,
-        bucket,
-        [func.count().label("executions"), completed.label("completed"), failed.label("failed")],
-        where,
-    )
+    status = executions.c.status
+    if rollup_can_answer(where, keys):
+        r = rollups.c
+        parts = [Part("executions", func.count(), func.sum(r.executions))]
+        parts += [
+            Part(name, func.count().filter(status == name), func.sum(r.executions).filter(
+                r.status == name))
+            for name in (ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value)
+        ]
+        stmt = combined(rollup_keys(keys, bucket), parts, where, count="executions")
+    else:
+        stmt = grouped(
+            keys,
+            bucket,
+            [
+                func.count().label("executions"),
+                func.count().filter(status == ExecutionStatus.COMPLETED.value).label("completed"),
+                func.count().filter(status == ExecutionStatus.FAILED.value).label("failed"),
+            ],
+            where,
+        )
     width = len(key_names(keys, bucket))
-    rows = [
-        (*row[:width], row.executions, row.completed, row.failed,
-         ratio(row.completed, row.completed + row.failed))
-        for row in fetch(bind, stmt)
-    ]
+    rows = []
+    for row in fetch(bind, stmt):
+        done, failed = int(row.completed or 0), int(row.failed or 0)
+        rows.append((*row[:width], int(row.executions), done, failed, ratio(done, done + failed)))
     dtypes = spec(
         keys,
         bucket,
@@ -89,22 +102,35 @@ def quality_trend(
     bucket = check_optional_freq(freq)
     where = SummaryFilters.of(filters, **filter_args)
     score = executions.c.quality_score
-    stmt = grouped(
-        keys,
-        bucket,
-        [
-            func.count().label("executions"),
-            ExactSum(score).label("total"),
-            func.min(score).label("min_quality"),
-            func.max(score).label("max_quality"),
-        ],
-        where,
-        score.is_not(None),
-    )
+    if rollup_can_answer(where, keys):
+        r = rollups.c
+        parts = [
+            Part("executions", func.count(), func.sum(r.scored)),
+            Part("total", func.sum(cast(score, BigInteger)), func.sum(r.quality_sum)),
+            Part("min_quality", func.min(score), func.min(r.quality_min), func.min),
+            Part("max_quality", func.max(score), func.max(r.quality_max), func.max),
+        ]
+        stmt = combined(
+            rollup_keys(keys, bucket), parts, where, count="executions",
+            raw_where=[score.is_not(None)], rolled_where=[r.scored > 0],
+        )
+    else:
+        stmt = grouped(
+            keys,
+            bucket,
+            [
+                func.count().label("executions"),
+                ExactSum(score).label("total"),
+                func.min(score).label("min_quality"),
+                func.max(score).label("max_quality"),
+            ],
+            where,
+            score.is_not(None),
+        )
     width = len(key_names(keys, bucket))
     rows = [
-        (*row[:width], row.executions, ratio(row.total, row.executions), row.min_quality,
-         row.max_quality)
+        (*row[:width], int(row.executions), ratio(int(row.total), int(row.executions)),
+         row.min_quality, row.max_quality)
         for row in fetch(bind, stmt)
     ]
     dtypes = spec(
@@ -147,23 +173,41 @@ def error_analysis(
     """
     where = SummaryFilters.of(filters, **filter_args)
     message, agent_type = executions.c.error_message, executions.c.agent_type
-    stmt = where.apply(
-        select(
-            message,
-            agent_type,
-            func.count().label("failures"),
-            func.min(executions.c.started_at).label("first_seen"),
-            func.max(executions.c.started_at).label("last_seen"),
-        ).where(executions.c.status == ExecutionStatus.FAILED.value),
-        executions.c,
-    ).group_by(message, agent_type)
+    failed = ExecutionStatus.FAILED.value
+    started = executions.c.started_at
+    if rollup_can_answer(where, ()):
+        r = rollups.c
+        stmt = combined(
+            [Key("error_message", message, r.error_message), Key("agent_type", agent_type,
+                                                                  r.agent_type)],
+            [
+                Part("failures", func.count(), func.sum(r.executions)),
+                Part("first_seen", func.min(started), func.min(r.started_min), func.min),
+                Part("last_seen", func.max(started), func.max(r.started_max), func.max),
+            ],
+            where,
+            count="failures",
+            raw_where=[executions.c.status == failed],
+            rolled_where=[r.status == failed],
+        )
+    else:
+        stmt = where.apply(
+            select(
+                message,
+                agent_type,
+                func.count().label("failures"),
+                func.min(started).label("first_seen"),
+                func.max(started).label("last_seen"),
+            ).where(executions.c.status == failed),
+            executions.c,
+        ).group_by(message, agent_type)
 
     folded: dict[str | None, tuple[int, set[str], datetime | None, datetime | None]] = {}
     for row in fetch(bind, stmt):
         count, types, first, last = folded.get(row.error_message, (0, set(), None, None))
         types.add(row.agent_type)
         folded[row.error_message] = (
-            count + row.failures,
+            count + int(row.failures),
             types,
             _earliest(first, row.first_seen),
             _latest(last, row.last_seen),

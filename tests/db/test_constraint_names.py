@@ -105,7 +105,10 @@ def test_the_revision_renames_and_its_downgrade_restores(fresh, dialect):
     assert checks_of(database_names(fresh)) == OLD_CHECKS[dialect]
 
     ma.migrate(fresh, REVISION)
-    assert checks_of(database_names(fresh)) == model_checks()
+    later = {"agent_execution_rollup_state"}  # revision 0011's table
+    assert checks_of(database_names(fresh)) == {
+        table: names for table, names in model_checks().items() if table not in later
+    }
     ma.downgrade(fresh, BEFORE)
     assert checks_of(database_names(fresh)) == OLD_CHECKS[dialect]
     ma.migrate(fresh)

@@ -27,6 +27,12 @@ from miyabi_analytics.report_runs import ReportRunStatus, finish_run, start_run
 
 PG_ONLY = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 TABLES = ("agent_executions", "business_agent_analytics", "agent_execution_logs")
+ROLLUPS = (  # what the aggregates read too (revision 0011); scoped by their own policy
+    "agent_execution_rollups",
+    "agent_execution_rollup_durations",
+    "agent_execution_rollup_pending",
+    "agent_execution_rollup_state",
+)
 RUNS = "report_runs"  # under the scope since revision 0005
 VIEW = "v_business_agent_summary"
 T0 = datetime(2026, 5, 4, 9, 0, 0, 123456, tzinfo=UTC)
@@ -56,7 +62,7 @@ def _create_role(owner: Engine) -> tuple[str, str]:
     password = secrets.token_hex(16)
     assert role.replace("_", "").isalnum()  # both safe to splice into DDL
     assert password.isalnum()
-    objects = ", ".join((*TABLES, RUNS, VIEW))
+    objects = ", ".join((*TABLES, *ROLLUPS, RUNS, VIEW))
     with owner.begin() as conn:
         conn.execute(text(f'CREATE ROLE "{role}" LOGIN PASSWORD \'{password}\''))
         conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
@@ -458,7 +464,7 @@ def test_readme_notebook_role(tenancy: Tenancy) -> None:
     seed(tenancy.owner, tenancy.repo_a, "alpha")
     seed(tenancy.owner, tenancy.repo_b, "bravo")
     role = f"miyabi_notebook_{uuid.uuid4().hex[:12]}"
-    objects = ", ".join((*TABLES, VIEW))
+    objects = ", ".join((*TABLES, *ROLLUPS, VIEW))
     with tenancy.owner.begin() as conn:
         conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE'))
         conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))

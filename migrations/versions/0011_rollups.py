@@ -1,0 +1,143 @@
+"""Rollups: per-day summaries for long-range aggregates, kept exact by marks the database makes.
+
+``agent_execution_rollups`` (per UTC day of ``started_at``, agent type, repository, status and,
+for failures, message: counts, sums, min/max of what the aggregates read) and
+``agent_execution_rollup_durations`` (the durations of each key as a logarithmic histogram) are
+filled by ``refresh_rollups``. Triggers on executions and analytics mark, for every writer, the
+days a change touches in ``agent_execution_rollup_pending`` (:mod:`miyabi_analytics._db.rules.
+rollup_marks`); readers take those days from the rows, so answers are exact whether the rollup
+is fresh or not. ``agent_execution_rollup_state`` says when it was last refreshed.
+
+Every day that already has executions is marked here: the rollup starts empty, and the first
+``refresh_rollups`` (or ``miyabi-analytics rollup``) builds it. Row-level security scopes the
+rollups by their repository, as 0003 scopes executions.
+
+Also ``agent_execution_logs (execution_id, log_level)``: the view's error count per execution
+is read from it alone, whatever the planner knows (an unanalysed SQLite database otherwise
+chose the ``log_level`` index and read every error log per execution).
+
+Downgrade: drops the triggers, the index and the four tables.
+
+Revision ID: 0011_rollups
+Revises: 0010_transitions
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.rules.rollup_marks import (
+    backfill_marks_sql,
+    create_marks_ddl,
+    drop_marks_ddl,
+)
+from miyabi_analytics._db.types import UtcDateTime, UuidText
+from miyabi_analytics.vocabulary import AVERAGED_METRICS, SUMMED_METRICS
+
+revision: str = "0011_rollups"
+down_revision: str | None = "0010_transitions"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+ROLLUPS = "agent_execution_rollups"
+DURATIONS = "agent_execution_rollup_durations"
+PENDING = "agent_execution_rollup_pending"
+STATE = "agent_execution_rollup_state"
+POLICY = "miyabi_repository_scope"  # 0003's policy and condition, on the rollups' own column
+_SETTING = "current_setting('miyabi.repository_ids', true)"
+_SCOPE = (
+    f"coalesce({_SETTING}, '') = '' "
+    f"OR repository_id = ANY (string_to_array({_SETTING}, ',')::uuid[])"
+)
+
+
+def _keys() -> list[sa.Column[object]]:
+    return [
+        sa.Column("day", UtcDateTime(), nullable=False),
+        sa.Column("agent_type", sa.String(50), nullable=False),
+        sa.Column("repository_id", UuidText(), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+    ]
+
+
+def _big(*names: str, nullable: bool = True) -> list[sa.Column[object]]:
+    return [sa.Column(name, sa.BigInteger(), nullable=nullable) for name in names]
+
+
+def upgrade() -> None:
+    dialect = Dialect.of(op.get_bind())
+    op.create_table(
+        ROLLUPS,
+        *_keys(),
+        sa.Column("error_message", sa.Text(), nullable=True),
+        *_big("executions", "scored", "timed", "analysed", nullable=False),
+        *_big("quality_sum", "quality_sq_sum"),
+        sa.Column("quality_min", sa.Integer(), nullable=True),
+        sa.Column("quality_max", sa.Integer(), nullable=True),
+        *_big("micros_hi", "micros_lo", "micros_min", "micros_max"),
+        sa.Column("started_min", UtcDateTime(), nullable=True),
+        sa.Column("started_max", UtcDateTime(), nullable=True),
+        *_big(*(f"{name}_{half}" for name in SUMMED_METRICS for half in ("hi", "lo"))),
+        *_big(*(f"{name}_{part}" for name in AVERAGED_METRICS for part in ("total", "count"))),
+    )
+    op.create_index(op.f(f"ix_{ROLLUPS}_day"), ROLLUPS, ["day"])
+    op.create_table(
+        DURATIONS,
+        *_keys(),
+        sa.Column("bucket", sa.Integer(), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+    )
+    op.create_index(op.f(f"ix_{DURATIONS}_day"), DURATIONS, ["day"])
+    op.create_table(
+        PENDING,
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.Identity(),
+            primary_key=True,
+        ),
+        sa.Column("day", UtcDateTime(), nullable=False),
+        sa.Column("next_day", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{PENDING}")),
+        sqlite_autoincrement=True,
+    )
+    op.create_index(op.f(f"ix_{PENDING}_day"), PENDING, ["day"])
+    op.create_table(
+        STATE,
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("refreshed_at", UtcDateTime(), nullable=True),
+        sa.CheckConstraint("id = 1", name=op.f(f"ck_{STATE}_one_row")),
+        sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{STATE}")),
+    )
+    op.execute(f"INSERT INTO {STATE} (id, refreshed_at) VALUES (1, NULL)")  # noqa: S608
+    op.create_index(
+        op.f("ix_agent_execution_logs_execution_id_log_level"),
+        "agent_execution_logs",
+        ["execution_id", "log_level"],
+    )
+    if dialect.is_postgresql:
+        for table in (ROLLUPS, DURATIONS):
+            op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+            op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+            op.execute(
+                f"CREATE POLICY {POLICY} ON {table} FOR ALL USING ({_SCOPE}) WITH CHECK ({_SCOPE})"
+            )
+    op.execute(backfill_marks_sql(dialect))
+    for statement in create_marks_ddl(dialect):
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    dialect = Dialect.of(op.get_bind())
+    for statement in drop_marks_ddl(dialect):
+        op.execute(statement)
+    op.drop_index(
+        op.f("ix_agent_execution_logs_execution_id_log_level"), table_name="agent_execution_logs"
+    )
+    for table in (STATE, PENDING, DURATIONS, ROLLUPS):
+        op.drop_table(table)

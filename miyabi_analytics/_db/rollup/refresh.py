@@ -1,0 +1,172 @@
+"""Recompute the pending days' rollups, a few days per transaction, safely beside live writers.
+
+Each step is one transaction that takes up to ``chunk`` pending days (oldest first), deletes
+their rollup rows, inserts them again from the executions, and deletes the marks it read.
+Only marks that existed when the refresh began are taken, so a fleet that keeps writing cannot
+keep a refresh running forever: what it writes meanwhile waits for the next run.
+
+PostgreSQL: the step runs at REPEATABLE READ after ``LOCK TABLE ... IN SHARE ROW EXCLUSIVE
+MODE`` on the rollup (a lock only another refresh takes: writers and readers never wait). The
+lock comes before the snapshot, so a second refresh starts from the first one's result. The
+rollup rows, the rows they are computed from and the marks deleted all come from that one
+snapshot: a mark a writer adds after it is not seen, not deleted, and its day stays pending.
+SQLite: the step holds the write lock (``BEGIN IMMEDIATE``), so no writer interleaves.
+
+A refresh killed at any point loses at most its current step (rolled back; its marks stay).
+Running it twice does nothing the second time. A session scoped to some repositories (row-level
+security) would see only their rows: it is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
+
+from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.rollup.parts import (
+    MICROS,
+    day_of_start,
+    error_key,
+    joined,
+    rollup_measures,
+)
+from miyabi_analytics._db.rules.defaults import now_sql
+from miyabi_analytics._db.schema import (
+    executions,
+    rollup_durations,
+    rollup_pending,
+    rollup_state,
+    rollups,
+)
+from miyabi_analytics._db.scope import SCOPE_SETTING
+from miyabi_analytics._db.sketch import bucket_key
+from miyabi_analytics._db.tx import begin
+from miyabi_analytics.errors import ValidationError
+
+__all__ = ["CHUNK_DAYS", "Refreshed", "refresh"]
+
+CHUNK_DAYS: Final = 31
+"""Days recomputed per transaction: a month of a busy fleet, seconds of work."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What one :func:`refresh` did."""
+
+    days: int
+    """Pending days recomputed."""
+    remaining: int
+    """Days still pending afterwards (marked while it ran)."""
+
+
+def _step(conn: Connection, ceiling: int, chunk: int) -> int:
+    """One transaction's work: recompute up to ``chunk`` days marked at or below ``ceiling``."""
+    chosen = list(
+        conn.execute(
+            select(rollup_pending.c.day)
+            .where(rollup_pending.c.id <= ceiling)
+            .distinct()
+            .order_by(rollup_pending.c.day)
+            .limit(chunk)
+        ).scalars()
+    )
+    if not chosen:
+        return 0
+    # The days' bounds as the triggers wrote them: a day's end is compared in SQL only (the
+    # last day of year 9999 has no representable next midnight).
+    days = (
+        select(rollup_pending.c.day, rollup_pending.c.next_day)
+        .where(rollup_pending.c.day.in_(chosen))
+        .distinct()
+        .subquery("days")
+    )
+    started = executions.c.started_at
+    on_day = and_(started >= days.c.day, started < days.c.next_day)
+    conn.execute(delete(rollups).where(rollups.c.day.in_(chosen)))
+    conn.execute(delete(rollup_durations).where(rollup_durations.c.day.in_(chosen)))
+    keys = [
+        day_of_start().label("day"),
+        executions.c.agent_type,
+        executions.c.repository_id,
+        executions.c.status,
+    ]
+    rolled = (
+        select(*keys, error_key().label("error_message"), *rollup_measures())
+        .select_from(joined(executions.join(days, on_day)))
+        .group_by(*keys, error_key())
+    )
+    conn.execute(
+        insert(rollups).from_select([c.name for c in rolled.selected_columns], rolled)
+    )
+    bucket = bucket_key(MICROS)
+    histogram = (
+        select(*keys, bucket.label("bucket"), func.count().label("count"))
+        .select_from(executions.join(days, on_day))
+        .where(MICROS.is_not(None))
+        .group_by(*keys, bucket)
+    )
+    conn.execute(
+        insert(rollup_durations).from_select(
+            [c.name for c in histogram.selected_columns], histogram
+        )
+    )
+    conn.execute(delete(rollup_pending).where(rollup_pending.c.day.in_(chosen)))
+    conn.execute(update(rollup_state).values(refreshed_at=_now(conn)))
+    return len(chosen)
+
+
+def _now(conn: Connection) -> Any:
+    """The database's clock, as its timestamps are stored (PostgreSQL: the transaction's start)."""
+    return literal_column(now_sql(Dialect.of(conn)))
+
+
+def _check_unscoped(conn: Connection) -> None:
+    scope = conn.execute(select(func.current_setting(SCOPE_SETTING, True))).scalar()
+    if scope:
+        raise ValidationError(
+            "repository_ids", scope, "refresh_rollups needs an unscoped engine: "
+            "a scoped session sees only its repositories' rows"
+        )
+
+
+def refresh(engine: Engine, *, chunk: int = CHUNK_DAYS) -> Refreshed:
+    """Recompute every day pending when called; see the module's docstring for the guarantees."""
+    postgres = Dialect.of(engine).is_postgresql
+    with begin(engine) as conn:
+        if postgres:
+            _check_unscoped(conn)
+        ceiling = conn.execute(select(func.max(rollup_pending.c.id))).scalar()
+    total_days = 0
+    while ceiling is not None:
+        with engine.connect() as conn:
+            if postgres:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            else:
+                conn = conn.execution_options(miyabi_write=True)
+            with conn.begin():
+                if postgres:
+                    conn.execute(text(f"LOCK TABLE {rollups.name} IN SHARE ROW EXCLUSIVE MODE"))
+                days = _step(conn, ceiling, chunk)
+        if days == 0:
+            break
+        total_days += days
+    with begin(engine) as conn:
+        remaining = conn.execute(
+            select(func.count(func.distinct(rollup_pending.c.day)))
+        ).scalar_one()
+        if total_days == 0:  # nothing was pending: the rollup is as fresh as now
+            conn.execute(update(rollup_state).values(refreshed_at=_now(conn)))
+    return Refreshed(days=total_days, remaining=remaining)
