@@ -1,9 +1,11 @@
 """Rollups: per-day summaries for long-range aggregates, kept exact by marks the database makes.
 
 ``agent_execution_rollups`` (per UTC day of ``started_at``, agent type, repository, status and,
-for failures, message: counts, sums, min/max of what the aggregates read) and
-``agent_execution_rollup_durations`` (the durations of each key as a logarithmic histogram) are
-filled by ``refresh_rollups``. Triggers on executions and analytics mark, for every writer, the
+for failures, message: counts, sums, min/max of what the aggregates read),
+``agent_execution_rollup_durations`` (the durations of each key as a logarithmic histogram) and
+their sums per UTC month (``agent_execution_rollups_monthly``,
+``agent_execution_rollup_durations_monthly``) are filled by ``refresh_rollups``. Triggers on
+executions and analytics mark, for every writer, the
 days a change touches in ``agent_execution_rollup_pending`` (:mod:`miyabi_analytics._db.rules.
 rollup_marks`); readers take those days from the rows, so answers are exact whether the rollup
 is fresh or not. ``agent_execution_rollup_state`` says when it was last refreshed.
@@ -16,7 +18,7 @@ Also ``agent_execution_logs (execution_id, log_level)``: the view's error count 
 is read from it alone, whatever the planner knows (an unanalysed SQLite database otherwise
 chose the ``log_level`` index and read every error log per execution).
 
-Downgrade: drops the triggers, the index and the four tables.
+Downgrade: drops the triggers, the index and the six tables.
 
 Revision ID: 0011_rollups
 Revises: 0010_transitions
@@ -46,6 +48,8 @@ depends_on: str | Sequence[str] | None = None
 
 ROLLUPS = "agent_execution_rollups"
 DURATIONS = "agent_execution_rollup_durations"
+MONTHLY = "agent_execution_rollups_monthly"
+MONTHLY_DURATIONS = "agent_execution_rollup_durations_monthly"
 PENDING = "agent_execution_rollup_pending"
 STATE = "agent_execution_rollup_state"
 POLICY = "miyabi_repository_scope"  # 0003's policy and condition, on the rollups' own column
@@ -71,28 +75,30 @@ def _big(*names: str, nullable: bool = True) -> list[sa.Column[object]]:
 
 def upgrade() -> None:
     dialect = Dialect.of(op.get_bind())
-    op.create_table(
-        ROLLUPS,
-        *_keys(),
-        sa.Column("error_message", sa.Text(), nullable=True),
-        *_big("executions", "scored", "timed", "analysed", nullable=False),
-        *_big("quality_sum", "quality_sq_sum"),
-        sa.Column("quality_min", sa.Integer(), nullable=True),
-        sa.Column("quality_max", sa.Integer(), nullable=True),
-        *_big("micros_hi", "micros_lo", "micros_min", "micros_max"),
-        sa.Column("started_min", UtcDateTime(), nullable=True),
-        sa.Column("started_max", UtcDateTime(), nullable=True),
-        *_big(*(f"{name}_{half}" for name in SUMMED_METRICS for half in ("hi", "lo"))),
-        *_big(*(f"{name}_{part}" for name in AVERAGED_METRICS for part in ("total", "count"))),
-    )
-    op.create_index(op.f(f"ix_{ROLLUPS}_day"), ROLLUPS, ["day"])
-    op.create_table(
-        DURATIONS,
-        *_keys(),
-        sa.Column("bucket", sa.Integer(), nullable=False),
-        sa.Column("count", sa.BigInteger(), nullable=False),
-    )
-    op.create_index(op.f(f"ix_{DURATIONS}_day"), DURATIONS, ["day"])
+    for table in (ROLLUPS, MONTHLY):
+        op.create_table(
+            table,
+            *_keys(),
+            sa.Column("error_message", sa.Text(), nullable=True),
+            *_big("executions", "scored", "timed", "analysed", nullable=False),
+            *_big("quality_sum", "quality_sq_sum"),
+            sa.Column("quality_min", sa.Integer(), nullable=True),
+            sa.Column("quality_max", sa.Integer(), nullable=True),
+            *_big("micros_hi", "micros_lo", "micros_min", "micros_max"),
+            sa.Column("started_min", UtcDateTime(), nullable=True),
+            sa.Column("started_max", UtcDateTime(), nullable=True),
+            *_big(*(f"{name}_{half}" for name in SUMMED_METRICS for half in ("hi", "lo"))),
+            *_big(*(f"{name}_{p}" for name in AVERAGED_METRICS for p in ("total", "count"))),
+        )
+        op.create_index(op.f(f"ix_{table}_day"), table, ["day"])
+    for table in (DURATIONS, MONTHLY_DURATIONS):
+        op.create_table(
+            table,
+            *_keys(),
+            sa.Column("bucket", sa.Integer(), nullable=False),
+            sa.Column("count", sa.BigInteger(), nullable=False),
+        )
+        op.create_index(op.f(f"ix_{table}_day"), table, ["day"])
     op.create_table(
         PENDING,
         sa.Column(
@@ -103,6 +109,8 @@ def upgrade() -> None:
         ),
         sa.Column("day", UtcDateTime(), nullable=False),
         sa.Column("next_day", UtcDateTime(), nullable=False),
+        sa.Column("month", UtcDateTime(), nullable=False),
+        sa.Column("next_month", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{PENDING}")),
         sqlite_autoincrement=True,
     )
@@ -121,7 +129,7 @@ def upgrade() -> None:
         ["execution_id", "log_level"],
     )
     if dialect.is_postgresql:
-        for table in (ROLLUPS, DURATIONS):
+        for table in (ROLLUPS, DURATIONS, MONTHLY, MONTHLY_DURATIONS):
             op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
             op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
             op.execute(
@@ -139,5 +147,5 @@ def downgrade() -> None:
     op.drop_index(
         op.f("ix_agent_execution_logs_execution_id_log_level"), table_name="agent_execution_logs"
     )
-    for table in (STATE, PENDING, DURATIONS, ROLLUPS):
+    for table in (STATE, PENDING, MONTHLY_DURATIONS, MONTHLY, DURATIONS, ROLLUPS):
         op.drop_table(table)

@@ -172,35 +172,50 @@ def _values(*names: str, type_: type[Integer] = BigInteger) -> list[Column[objec
     return [Column(name, type_(), nullable=True) for name in names]
 
 
-rollups = Table(
-    "agent_execution_rollups",
-    metadata,
-    *_rollup_keys(),
-    # failed rows only (NULL otherwise): error_analysis groups failures by their message
-    Column("error_message", Text, nullable=True),
-    *_counts("executions", "scored", "timed", "analysed"),
-    *_values("quality_sum", "quality_sq_sum"),
-    *_values("quality_min", "quality_max", type_=Integer),
-    *_values("micros_hi", "micros_lo", "micros_min", "micros_max"),
-    Column("started_min", UtcDateTime(), nullable=True),
-    Column("started_max", UtcDateTime(), nullable=True),
-    *_values(*(f"{name}_{half}" for name in SUMMED_METRICS for half in ("hi", "lo"))),
-    *_values(*(f"{name}_{part}" for name in AVERAGED_METRICS for part in ("total", "count"))),
-    Index(None, "day"),
-)
+def _rollup_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        *_rollup_keys(),
+        # failed rows only (NULL otherwise): error_analysis groups failures by their message
+        Column("error_message", Text, nullable=True),
+        *_counts("executions", "scored", "timed", "analysed"),
+        *_values("quality_sum", "quality_sq_sum"),
+        *_values("quality_min", "quality_max", type_=Integer),
+        *_values("micros_hi", "micros_lo", "micros_min", "micros_max"),
+        Column("started_min", UtcDateTime(), nullable=True),
+        Column("started_max", UtcDateTime(), nullable=True),
+        *_values(*(f"{name}_{half}" for name in SUMMED_METRICS for half in ("hi", "lo"))),
+        *_values(*(f"{name}_{part}" for name in AVERAGED_METRICS for part in ("total", "count"))),
+        Index(None, "day"),
+    )
+
+
+def _histogram_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        *_rollup_keys(),
+        Column("bucket", Integer, nullable=False),
+        Column("count", BigInteger, nullable=False),
+        Index(None, "day"),
+    )
+
+
+rollups = _rollup_table("agent_execution_rollups")
 """Per (UTC day of ``started_at``, agent type, repository, status, failure message): what every
 aggregate needs, kept by ``refresh_rollups`` (revision 0011, :mod:`miyabi_analytics._db.rollup`).
 Integer sums that could pass 64 bits are kept as the sums of their high and low 32-bit halves."""
 
-rollup_durations = Table(
-    "agent_execution_rollup_durations",
-    metadata,
-    *_rollup_keys(),
-    Column("bucket", Integer, nullable=False),
-    Column("count", BigInteger, nullable=False),
-    Index(None, "day"),
-)
+monthly_rollups = _rollup_table("agent_execution_rollups_monthly")
+"""The same per UTC month (``day`` is the month's first day), summed from :data:`rollups`: what
+all-time and monthly aggregates read, twelve rows a year per key."""
+
+rollup_durations = _histogram_table("agent_execution_rollup_durations")
 """The durations of each rollup key as a logarithmic histogram (``duration_stats(exact=False)``)."""
+
+monthly_rollup_durations = _histogram_table("agent_execution_rollup_durations_monthly")
+"""The histograms of :data:`monthly_rollups`' keys."""
 
 rollup_pending = Table(
     "agent_execution_rollup_pending",
@@ -210,6 +225,8 @@ rollup_pending = Table(
     ),
     Column("day", UtcDateTime(), nullable=False),
     Column("next_day", UtcDateTime(), nullable=False),
+    Column("month", UtcDateTime(), nullable=False),
+    Column("next_month", UtcDateTime(), nullable=False),
     Index(None, "day"),
     sqlite_autoincrement=True,
 )

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, ColumnElement, Connection, Engine, cast, func
 from miyabi_analytics._db.buckets import Freq
 from miyabi_analytics._db.exact import ExactSum, cents
 from miyabi_analytics._db.rollup.parts import analysed_source, high, latest, low
-from miyabi_analytics._db.schema import analytics, executions, rollups
+from miyabi_analytics._db.schema import analytics, executions
 from miyabi_analytics._db.summary import is_latest_analytics
 from miyabi_analytics.aggregates._exact import checked_sum, ratio
 from miyabi_analytics.aggregates._rollup import (
@@ -162,27 +162,27 @@ def _from_rollup(
     unstarted: bool,
 ) -> list[dict[str, Any]]:
     """The rollup's settled days and the rows of the rest (:mod:`._rollup`)."""
-    r = rollups.c
-    parts = [Part("executions", func.count(), func.sum(r.analysed))]
+    parts = [Part("executions", func.count(), _summed("analysed"))]
     for name in SUMMED:
         parts += [
-            Part(f"{name}_{half}", func.sum(fn(latest.c[name])), func.sum(r[f"{name}_{half}"]))
+            Part(f"{name}_{half}", func.sum(fn(latest.c[name])), _summed(f"{name}_{half}"))
             for half, fn in (("hi", high), ("lo", low))
         ]
     for name, scale in AVERAGED.items():
         column = latest.c[name]
         value = cents(column) if scale == 100 else cast(column, BigInteger)
         parts += [
-            Part(f"total_{name}", func.sum(value), func.sum(r[f"{name}_total"])),
-            Part(f"count_{name}", func.count(column), func.sum(r[f"{name}_count"])),
+            Part(f"total_{name}", func.sum(value), _summed(f"{name}_total")),
+            Part(f"count_{name}", func.count(column), _summed(f"{name}_count")),
         ]
     stmt = combined(
         rollup_keys(keys, bucket),
         parts,
         where,
         count="executions",
+        freq=bucket,
         raw_source=analysed_source,
-        rolled_where=[r.analysed > 0],
+        rolled_where=lambda t: [t.c.analysed > 0],
         unstarted=unstarted,
     )
     width = len(key_names(keys, bucket))
@@ -198,3 +198,8 @@ def _from_rollup(
             entry[f"count_{name}"] = int(count or 0)
         out.append(entry)
     return out
+
+
+def _summed(column: str) -> Any:
+    """A rollup column summed (over a daily or a monthly rollup table)."""
+    return lambda t: func.sum(t.c[column])

@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Connection, Engine, cast, func, select
 
 from miyabi_analytics._db.buckets import Freq
 from miyabi_analytics._db.exact import ExactSum
-from miyabi_analytics._db.schema import executions, rollups
+from miyabi_analytics._db.schema import executions
 from miyabi_analytics.aggregates._exact import ratio
 from miyabi_analytics.aggregates._rollup import Key, Part, combined, rollup_can_answer, rollup_keys
 from miyabi_analytics.aggregates._shared import (
@@ -51,14 +51,12 @@ def success_rates(
     where = SummaryFilters.of(filters, **filter_args)
     status = executions.c.status
     if rollup_can_answer(where, keys):
-        r = rollups.c
-        parts = [Part("executions", func.count(), func.sum(r.executions))]
+        parts = [Part("executions", func.count(), lambda t: func.sum(t.c.executions))]
         parts += [
-            Part(name, func.count().filter(status == name), func.sum(r.executions).filter(
-                r.status == name))
+            Part(name, func.count().filter(status == name), _executions_in(name))
             for name in (ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value)
         ]
-        stmt = combined(rollup_keys(keys, bucket), parts, where, count="executions")
+        stmt = combined(rollup_keys(keys, bucket), parts, where, count="executions", freq=bucket)
     else:
         stmt = grouped(
             keys,
@@ -103,16 +101,15 @@ def quality_trend(
     where = SummaryFilters.of(filters, **filter_args)
     score = executions.c.quality_score
     if rollup_can_answer(where, keys):
-        r = rollups.c
         parts = [
-            Part("executions", func.count(), func.sum(r.scored)),
-            Part("total", func.sum(cast(score, BigInteger)), func.sum(r.quality_sum)),
-            Part("min_quality", func.min(score), func.min(r.quality_min), func.min),
-            Part("max_quality", func.max(score), func.max(r.quality_max), func.max),
+            Part("executions", func.count(), lambda t: func.sum(t.c.scored)),
+            Part("total", func.sum(cast(score, BigInteger)), lambda t: func.sum(t.c.quality_sum)),
+            Part("min_quality", func.min(score), lambda t: func.min(t.c.quality_min), func.min),
+            Part("max_quality", func.max(score), lambda t: func.max(t.c.quality_max), func.max),
         ]
         stmt = combined(
-            rollup_keys(keys, bucket), parts, where, count="executions",
-            raw_where=[score.is_not(None)], rolled_where=[r.scored > 0],
+            rollup_keys(keys, bucket), parts, where, count="executions", freq=bucket,
+            raw_where=[score.is_not(None)], rolled_where=lambda t: [t.c.scored > 0],
         )
     else:
         stmt = grouped(
@@ -146,6 +143,11 @@ def quality_trend(
     return frame(rows, dtypes, key_names(keys, bucket))
 
 
+def _executions_in(status: str) -> Any:
+    """The rollup rows' executions of one status, summed."""
+    return lambda t: func.sum(t.c.executions).filter(t.c.status == status)
+
+
 ERROR_DTYPES: Final[Mapping[str, Any]] = {
     "error_message": STR,
     "failures": "int64",
@@ -176,19 +178,23 @@ def error_analysis(
     failed = ExecutionStatus.FAILED.value
     started = executions.c.started_at
     if rollup_can_answer(where, ()):
-        r = rollups.c
         stmt = combined(
-            [Key("error_message", message, r.error_message), Key("agent_type", agent_type,
-                                                                  r.agent_type)],
             [
-                Part("failures", func.count(), func.sum(r.executions)),
-                Part("first_seen", func.min(started), func.min(r.started_min), func.min),
-                Part("last_seen", func.max(started), func.max(r.started_max), func.max),
+                Key("error_message", message, lambda t: t.c.error_message),
+                Key("agent_type", agent_type, lambda t: t.c.agent_type),
+            ],
+            [
+                Part("failures", func.count(), lambda t: func.sum(t.c.executions)),
+                Part("first_seen", func.min(started), lambda t: func.min(t.c.started_min),
+                     func.min),
+                Part("last_seen", func.max(started), lambda t: func.max(t.c.started_max),
+                     func.max),
             ],
             where,
             count="failures",
+            freq=None,
             raw_where=[executions.c.status == failed],
-            rolled_where=[r.status == failed],
+            rolled_where=lambda t: [t.c.status == failed],
         )
     else:
         stmt = where.apply(

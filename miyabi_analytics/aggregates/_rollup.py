@@ -1,18 +1,21 @@
-"""One aggregate answered from the rollup where it is settled and from the rows elsewhere.
+"""One aggregate answered from the rollups where they are settled and from the rows elsewhere.
 
-A window ``[since, until)`` splits into the whole UTC days inside it and the partial days at
-its edges (plus, with no ``since``, the executions that never started). The statement is a
-``UNION ALL`` of three grouped branches, summed (or min/max-ed) again by the outer query:
+A window ``[since, until)`` splits into whole UTC months, the whole UTC days around them, and
+the partial days at its edges (plus, with no ``since``, the executions that never started). The
+statement is a ``UNION ALL`` of grouped branches, summed (or min/max-ed) by the outer query:
 
-- whole days not pending: their rollup rows;
+- whole months none of whose days is pending: their monthly rollup rows (only when the answer
+  is per month or not per period: a month row cannot be split into days or weeks);
+- the other whole days that are not pending: their daily rollup rows (the days around the
+  months, and the settled days of months with a pending day);
 - whole days pending (marked by the database since their last refresh): their executions;
 - the edges: their executions, through the ``started_at`` index.
 
-Each execution is counted in exactly one branch, and the pending days are read in the same
-statement, hence the same snapshot, as the rollup: the answer equals the row-level one however
-stale the rollup is. A stale rollup only costs time (the pending days' rows are read).
-The cost of a window is that of its days' rollup rows plus its edges and pending days: it does
-not grow with the history outside it.
+Each execution is counted in exactly one branch, and the pending marks are read in the same
+statement, hence the same snapshot, as the rollups: the answer equals the row-level one however
+stale the rollups are; staleness only costs time. A window costs its months' and days' rollup
+rows plus its edges and pending days, not the history outside it; all time costs twelve rows a
+year per key.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +40,14 @@ from sqlalchemy import (
 )
 
 from miyabi_analytics._db.buckets import Freq, UtcBucket
-from miyabi_analytics._db.schema import executions, rollup_pending, rollups
+from miyabi_analytics._db.schema import (
+    executions,
+    monthly_rollup_durations,
+    monthly_rollups,
+    rollup_durations,
+    rollup_pending,
+    rollups,
+)
 from miyabi_analytics._db.summary import agent_category_of
 from miyabi_analytics.filters import SummaryFilters
 
@@ -51,46 +61,54 @@ __all__ = [
     "whole_days",
 ]
 
-Merge = Callable[[ColumnElement[Any]], ColumnElement[Any]]
+Rolled = Callable[[Table], ColumnElement[Any]]
+"""An expression over a rollup table (daily or monthly: they have the same columns)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Key:
-    """A grouping key: its expression over the executions and over the rollup."""
+    """A grouping key: its expression over the executions and over a rollup table."""
 
     name: str
     raw: ColumnElement[Any]
-    rolled: ColumnElement[Any]
+    rolled: Rolled
 
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """A partial aggregate: over the executions, over the rollup, and how partials combine."""
+    """A partial aggregate: over the executions, over a rollup table, and how partials combine."""
 
     name: str
     raw: ColumnElement[Any]
-    rolled: ColumnElement[Any]
-    merge: Merge = func.sum
+    rolled: Rolled
+    merge: Callable[[ColumnElement[Any]], ColumnElement[Any]] = func.sum
 
 
-def rollup_keys(by: Sequence[str], freq: Freq | None, table: Table = rollups) -> list[Key]:
-    """``[period], <by>`` over the executions and over ``table`` (a rollup table)."""
+def rollup_keys(by: Sequence[str], freq: Freq | None) -> list[Key]:
+    """``[period], <by>`` over the executions and over a rollup table."""
     raw = executions.c
-    out = [Key("period", UtcBucket(raw.started_at, freq), UtcBucket(table.c.day, freq))] if (
-        freq is not None
-    ) else []
+    out = []
+    if freq is not None:
+        out.append(Key("period", UtcBucket(raw.started_at, freq),
+                       lambda t: UtcBucket(t.c.day, freq)))
     for name in by:
         if name == "agent_category":
-            out.append(
-                Key(name, agent_category_of(raw.agent_type), agent_category_of(table.c.agent_type))
-            )
+            out.append(Key(name, agent_category_of(raw.agent_type),
+                           lambda t: agent_category_of(t.c.agent_type)))
         else:
-            out.append(Key(name, raw[name], table.c[name]))
+            out.append(Key(name, raw[name], _column(name)))
     return out
 
 
+def _column(name: str) -> Rolled:
+    def of(table: Table) -> ColumnElement[Any]:
+        return table.c[name]
+
+    return of
+
+
 def rollup_can_answer(filters: SummaryFilters, by: Sequence[str]) -> bool:
-    """The rollup keys agent type, repository and status: not users."""
+    """The rollups key agent type, repository and status: not users."""
     return filters.user_ids is None and "user_id" not in by
 
 
@@ -104,10 +122,28 @@ def whole_days(filters: SummaryFilters) -> tuple[datetime | None, datetime | Non
     if filters.since is not None:
         lo = _midnight(filters.since)
         if lo < filters.since:
+            if lo.date() == date.max:  # no whole day after it
+                return lo, lo
             lo += timedelta(days=1)
     if filters.until is not None:
         hi = _midnight(filters.until)
     return lo, hi
+
+
+def _whole_months(
+    lo: datetime | None, hi: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """``[lo_m, hi_m)``: the whole UTC months inside ``[lo, hi)``."""
+    lo_m = hi_m = None
+    if lo is not None:
+        lo_m = lo.replace(day=1)
+        if lo_m < lo:
+            if (lo_m.year, lo_m.month) == (date.max.year, 12):  # no whole month after it
+                return lo_m, lo_m
+            lo_m = lo_m.replace(year=lo_m.year + lo_m.month // 12, month=lo_m.month % 12 + 1)
+    if hi is not None:
+        hi_m = hi.replace(day=1)
+    return lo_m, hi_m
 
 
 def joined_sum(hi: Any, lo: Any) -> int | None:
@@ -117,9 +153,9 @@ def joined_sum(hi: Any, lo: Any) -> int | None:
     return (int(hi) << 32) + int(lo)
 
 
-def _day_range(column: ColumnElement[Any], lo: datetime | None, hi: datetime | None) -> list[
-    ColumnElement[bool]
-]:
+def _within(
+    column: ColumnElement[Any], lo: datetime | None, hi: datetime | None
+) -> list[ColumnElement[bool]]:
     out = []
     if lo is not None:
         out.append(column >= lo)
@@ -128,61 +164,110 @@ def _day_range(column: ColumnElement[Any], lo: datetime | None, hi: datetime | N
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Query:
+    keys: Sequence[Key]
+    parts: Sequence[Part]
+    untimed: SummaryFilters
+    rolled_where: Callable[[Table], Sequence[ColumnElement[bool]]]
+
+    def rolled(self, table: Table, source: FromClause, *where: ColumnElement[bool]) -> Select[Any]:
+        stmt = (
+            select(
+                *(key.rolled(table).label(key.name) for key in self.keys),
+                *(part.rolled(table).label(part.name) for part in self.parts),
+            )
+            .select_from(source)
+            .where(*self.untimed.clauses(table.c), *self.rolled_where(table), *where)
+        )
+        return stmt.group_by(*(key.rolled(table) for key in self.keys)) if self.keys else stmt
+
+
+def _rolled_branches(
+    query: _Query, lo: datetime | None, hi: datetime | None, months: bool, histogram: bool
+) -> list[Select[Any]]:
+    """The rollups' branches: settled months, then the settled days not in them."""
+    daily, monthly = (
+        (rollup_durations, monthly_rollup_durations) if histogram else (rollups, monthly_rollups)
+    )
+    pending_days = select(rollup_pending.c.day)
+    settled_day = daily.c.day.not_in(pending_days)
+    if not months:
+        return [query.rolled(daily, daily, *_within(daily.c.day, lo, hi), settled_day)]
+    lo_m, hi_m = _whole_months(lo, hi)
+    if lo_m is not None and hi_m is not None and lo_m >= hi_m:
+        return [query.rolled(daily, daily, *_within(daily.c.day, lo, hi), settled_day)]
+    pending_months = select(rollup_pending.c.month)
+    outside: list[ColumnElement[bool]] = []
+    if lo_m is not None:
+        outside.append(_and(*_within(daily.c.day, lo, lo_m)))
+    if hi_m is not None:
+        outside.append(_and(*_within(daily.c.day, hi_m, hi)))
+    unsettled = (
+        select(rollup_pending.c.month, rollup_pending.c.next_month)
+        .where(*_within(rollup_pending.c.month, lo_m, hi_m))
+        .distinct()
+        .subquery("unsettled_months")
+    )
+    in_unsettled = and_(daily.c.day >= unsettled.c.month, daily.c.day < unsettled.c.next_month)
+    return [
+        query.rolled(
+            monthly, monthly, *_within(monthly.c.day, lo_m, hi_m),
+            monthly.c.day.not_in(pending_months),
+        ),
+        query.rolled(daily, daily, or_(false(), *outside), settled_day),
+        query.rolled(daily, daily.join(unsettled, in_unsettled), settled_day),
+    ]
+
+
+def _and(*clauses: ColumnElement[bool]) -> ColumnElement[bool]:
+    return and_(*clauses) if clauses else ~false()
+
+
 def combined(
     keys: Sequence[Key],
     parts: Sequence[Part],
     filters: SummaryFilters,
     *,
     count: str,
+    freq: Freq | None,
     raw_source: Callable[[FromClause], FromClause] = lambda base: base,
     raw_where: Sequence[ColumnElement[bool]] = (),
-    rolled_where: Sequence[ColumnElement[bool]] = (),
-    table: Table = rollups,
+    rolled_where: Callable[[Table], Sequence[ColumnElement[bool]]] = lambda table: (),
+    histogram: bool = False,
     unstarted: bool = False,
 ) -> Select[Any]:
-    """``SELECT <keys>, merge(<parts>)`` over the three branches (see the module docstring).
+    """``SELECT <keys>, merge(<parts>)`` over the branches (see the module docstring).
 
     ``count`` names the part that counts a group's rows: with no keys, an empty answer has no
-    row (as a grouped one has no group). ``raw_source`` adds joins to the executions (the
-    latest analytics); ``raw_where`` and ``rolled_where`` restrict each side alike. ``table``:
-    the rollup table the keys and parts read (the rollup or its duration histogram). With a
-    ``period`` key the executions that never started are left out, unless ``unstarted``
-    (they form a ``NULL`` period then), as in :func:`~._shared.grouped`.
+    row (as a grouped one has no group). ``freq``: the period of the ``period`` key (monthly
+    rollups serve ``None`` and ``"M"``). ``raw_source`` adds joins to the executions (the
+    latest analytics); ``raw_where`` and ``rolled_where`` restrict each side alike.
+    ``histogram``: read the duration histograms instead of the rollups. With a ``period`` key
+    the executions that never started are left out, unless ``unstarted`` (they form a ``NULL``
+    period then), as in :func:`~._shared.grouped`.
     """
     lo, hi = whole_days(filters)
     started = executions.c.started_at
-    raw_keys = [key.raw.label(key.name) for key in keys]
-    raw_parts = [part.raw.label(part.name) for part in parts]
-    raw_group = [key.raw for key in keys]
-    if any(key.name == "period" for key in keys) and not unstarted:
+    if freq is not None and not unstarted:
         raw_where = [*raw_where, started.is_not(None)]
 
     def raw(source: FromClause, *where: ColumnElement[bool]) -> Select[Any]:
-        stmt = select(*raw_keys, *raw_parts).select_from(raw_source(source))
+        stmt = select(
+            *(key.raw.label(key.name) for key in keys),
+            *(part.raw.label(part.name) for part in parts),
+        ).select_from(raw_source(source))
         stmt = filters.apply(stmt.where(*raw_where, *where), executions.c)
-        return stmt.group_by(*raw_group) if raw_group else stmt
+        return stmt.group_by(*(key.raw for key in keys)) if keys else stmt
 
     if lo is not None and hi is not None and lo >= hi:  # no whole day: all from the rows
         branches = [raw(executions)]
     else:
-        untimed = dataclasses.replace(filters, since=None, until=None)
-        rolled = (
-            select(
-                *(key.rolled.label(key.name) for key in keys),
-                *(part.rolled.label(part.name) for part in parts),
-            )
-            .where(
-                *untimed.clauses(table.c),
-                *_day_range(table.c.day, lo, hi),
-                table.c.day.not_in(select(rollup_pending.c.day)),
-                *rolled_where,
-            )
-        )
-        if keys:
-            rolled = rolled.group_by(*(key.rolled for key in keys))
+        query = _Query(keys, parts, dataclasses.replace(filters, since=None, until=None),
+                       rolled_where)
         pending = (
             select(rollup_pending.c.day, rollup_pending.c.next_day)
-            .where(*_day_range(rollup_pending.c.day, lo, hi))
+            .where(*_within(rollup_pending.c.day, lo, hi))
             .distinct()
             .subquery("pending_days")
         )
@@ -191,7 +276,7 @@ def combined(
         if hi is not None:
             edges.append(started >= hi)
         branches = [
-            rolled,
+            *_rolled_branches(query, lo, hi, freq in (None, "M"), histogram),
             raw(executions.join(pending, on_pending_day)),
             raw(executions, or_(false(), *edges)),
         ]

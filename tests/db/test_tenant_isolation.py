@@ -30,6 +30,8 @@ TABLES = ("agent_executions", "business_agent_analytics", "agent_execution_logs"
 ROLLUPS = (  # what the aggregates read too (revision 0011); scoped by their own policy
     "agent_execution_rollups",
     "agent_execution_rollup_durations",
+    "agent_execution_rollups_monthly",
+    "agent_execution_rollup_durations_monthly",
     "agent_execution_rollup_pending",
     "agent_execution_rollup_state",
 )

@@ -20,6 +20,7 @@ security) would see only their rows: it is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -46,10 +47,14 @@ from miyabi_analytics._db.rollup.parts import (
 from miyabi_analytics._db.rules.defaults import now_sql
 from miyabi_analytics._db.schema import (
     executions,
+    monthly_rollups,
     rollup_durations,
     rollup_pending,
     rollup_state,
     rollups,
+)
+from miyabi_analytics._db.schema import (
+    monthly_rollup_durations as monthly_durations,
 )
 from miyabi_analytics._db.scope import SCOPE_SETTING
 from miyabi_analytics._db.sketch import bucket_key
@@ -123,9 +128,46 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
             [c.name for c in histogram.selected_columns], histogram
         )
     )
+    _months(conn, chosen)
     conn.execute(delete(rollup_pending).where(rollup_pending.c.day.in_(chosen)))
     conn.execute(update(rollup_state).values(refreshed_at=_now(conn)))
     return len(chosen)
+
+
+_KEYS: Final = ("day", "agent_type", "repository_id", "status", "error_message", "bucket")
+
+
+def _merged(column: Any) -> Any:
+    """A rollup column summed over days: counts and sums add, minima and maxima fold."""
+    name: str = column.name
+    merge = func.min if name.endswith("_min") else func.max if name.endswith("_max") else func.sum
+    return merge(column).label(name)
+
+
+def _months(conn: Connection, chosen: list[datetime]) -> None:
+    """Sum the months the chosen days fall in from their (just recomputed) days."""
+    months = (
+        select(rollup_pending.c.month, rollup_pending.c.next_month)
+        .where(rollup_pending.c.day.in_(chosen))
+        .distinct()
+        .subquery("months")
+    )
+    for daily, monthly in ((rollups, monthly_rollups), (rollup_durations, monthly_durations)):
+        keys = [daily.c[name] for name in _KEYS[1:] if name in daily.c]
+        conn.execute(delete(monthly).where(monthly.c.day.in_(select(months.c.month))))
+        in_month = and_(daily.c.day >= months.c.month, daily.c.day < months.c.next_month)
+        summed = (
+            select(
+                months.c.month.label("day"),
+                *keys,
+                *(_merged(c) for c in daily.c if c.name not in _KEYS),
+            )
+            .select_from(daily.join(months, in_month))
+            .group_by(months.c.month, *keys)
+        )
+        conn.execute(
+            insert(monthly).from_select([c.name for c in summed.selected_columns], summed)
+        )
 
 
 def _now(conn: Connection) -> Any:

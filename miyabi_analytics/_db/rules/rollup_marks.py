@@ -15,8 +15,10 @@ refresh that read the day before that writer committed. The functions are ``SECU
 with ``search_path`` pinned, as revision 0010's are, so the agents' role needs no grant.
 
 SQLite (one writer at a time, so no such race): row-level triggers add a day only if it is not
-marked yet. A UTC day is ``[day, next_day)``; on PostgreSQL ``next_day`` is ``day + 24 hours``,
-never ``+ 1 day`` (a calendar day in the session's time zone can be 23 or 25 hours).
+marked yet. A mark holds its UTC day ``[day, next_day)`` and month ``[month, next_month)``, so
+readers join on ranges (index scans) and never compute a bound. On PostgreSQL ``next_day`` is
+``day + 24 hours``, never ``+ 1 day``, and the month is added to the UTC wall time: an interval
+added to a ``timestamptz`` counts in the session's time zone (a day can be 23 or 25 hours).
 """
 
 from __future__ import annotations
@@ -93,11 +95,41 @@ def _sqlite_next_day(ts: str) -> str:
     return f"coalesce(date(substr({ts}, 1, 10), '+1 day') || {_MIDNIGHT}, {_AFTER_THE_LAST_DAY})"
 
 
+def _sqlite_month(ts: str) -> str:
+    return f"(substr({ts}, 1, 7) || '-01' || {_MIDNIGHT})"
+
+
+def _sqlite_next_month(ts: str) -> str:
+    return (
+        f"coalesce(date(substr({ts}, 1, 7) || '-01', '+1 month') || {_MIDNIGHT}, "
+        f"{_AFTER_THE_LAST_DAY})"
+    )
+
+
+def _pg_bounds(day: str) -> str:
+    """``day, next_day, month, next_month`` of a UTC midnight ``day`` (a timestamptz)."""
+    month = f"date_trunc('month', {day}, 'UTC')"
+    return (
+        f"{day}, {day} + interval '24 hours', {month}, "
+        f"(({month} AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC'"
+    )
+
+
+def _sqlite_bounds(ts: str) -> str:
+    return (
+        f"{_sqlite_day(ts)}, {_sqlite_next_day(ts)}, {_sqlite_month(ts)}, "
+        f"{_sqlite_next_month(ts)}"
+    )
+
+
+_MARK_COLUMNS: Final = "day, next_day, month, next_month"
+
+
 def _pg_mark_days(started: str, source: str) -> str:
     """Append one mark per distinct day of ``started`` over ``source`` (NULLs: unstarted, none)."""
     return (
-        f"INSERT INTO {PENDING} (day, next_day) "  # noqa: S608 (DDL from module constants)
-        f"SELECT d, d + interval '24 hours' FROM (SELECT DISTINCT {_pg_day(started)} AS d "
+        f"INSERT INTO {PENDING} ({_MARK_COLUMNS}) "  # noqa: S608 (DDL from module constants)
+        f"SELECT {_pg_bounds('d')} FROM (SELECT DISTINCT {_pg_day(started)} AS d "
         f"FROM {source} WHERE {started} IS NOT NULL) AS days"
     )
 
@@ -152,8 +184,8 @@ def backfill_marks_sql(dialect: Dialect) -> str:
     if dialect.is_postgresql:
         return _pg_mark_days("started_at", EXECUTIONS)
     return (
-        f"INSERT INTO {PENDING} (day, next_day) "  # noqa: S608 (DDL from module constants)
-        f"SELECT DISTINCT {_sqlite_day('started_at')}, {_sqlite_next_day('started_at')} "
+        f"INSERT INTO {PENDING} ({_MARK_COLUMNS}) "  # noqa: S608 (DDL from module constants)
+        f"SELECT DISTINCT {_sqlite_bounds('started_at')} "
         f"FROM {EXECUTIONS} WHERE started_at IS NOT NULL"
     )
 
@@ -186,8 +218,8 @@ def _sqlite_mark(started: str) -> str:
     """Mark the day of ``started`` unless it is NULL or marked already."""
     day = _sqlite_day(started)
     return (
-        f"INSERT INTO {PENDING} (day, next_day) "  # noqa: S608 (DDL from module constants)
-        f"SELECT {day}, {_sqlite_next_day(started)} WHERE {started} IS NOT NULL "
+        f"INSERT INTO {PENDING} ({_MARK_COLUMNS}) "  # noqa: S608 (DDL from module constants)
+        f"SELECT {_sqlite_bounds(started)} WHERE {started} IS NOT NULL "
         f"AND NOT EXISTS (SELECT 1 FROM {PENDING} WHERE day = {day});"
     )
 
