@@ -6,10 +6,12 @@
 Each size gets a fresh migrated database (PostgreSQL: a scratch database; SQLite: a file under
 --dir) filled by SQL (benchmarks/_growth_fill.py: executions, analytics, logs, history rows by
 revision 0010's triggers) at --per-day executions a day ending now, then ANALYZEd (PostgreSQL:
-VACUUM ANALYZE, as autovacuum would leave it). Timed, medians of --repeat: the dashboard's
-first refresh (a new DashboardModel with the default 28-day window, as widgets.dashboard opens
-it; and without a window, i.e. all time, as DashboardModel(engine) alone reads) and each
-contract aggregate over the last 28 days and over all time. The table gives seconds per size
+VACUUM ANALYZE, as autovacuum would leave it), then ``refresh_rollups`` builds the rollups
+(timed; --no-rollup skips it, and every day is then read from the rows). Timed, medians of
+--repeat: the dashboard's first refresh (a new DashboardModel with the default 28-day window,
+as widgets.dashboard opens it; and without a window, i.e. all time, as DashboardModel(engine)
+alone reads), each contract aggregate over the last 28 days and over all time, and an
+incremental refresh after 200 late updates. The table gives seconds per size
 and the growth ratio largest / smallest. --pandas (at the largest size) also times
 ``pandas.read_sql`` of the whole view plus the equivalent groupby (bench_aggregates.py's)
 against each all-time aggregate.
@@ -39,6 +41,7 @@ import miyabi_analytics as ma
 from miyabi_analytics._dashboard import DashboardFilters, DashboardModel, default_window
 
 AGGREGATES: dict[str, Callable[..., Any]] = {
+    "success_rates": lambda e, **w: ma.success_rates(e, **w),
     "success_rates(freq=D)": lambda e, **w: ma.success_rates(e, freq="D", **w),
     "quality_trend(freq=D)": lambda e, **w: ma.quality_trend(e, freq="D", **w),
     "duration_stats": lambda e, **w: ma.duration_stats(e, **w),
@@ -109,6 +112,16 @@ def measure(engine: Engine, repeat: int) -> dict[str, float]:
     return out
 
 
+def late_refresh(engine: Engine) -> float:
+    """An incremental refresh: 200 executions of the last week rescored, then the refresh."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "UPDATE agent_executions SET quality_score = 50 WHERE id IN (SELECT id FROM "
+            "agent_executions WHERE quality_score IS NOT NULL ORDER BY started_at DESC "
+            "LIMIT 200)"))
+    return timed(lambda: ma.refresh_rollups(engine), repeat=1)
+
+
 def against_pandas(engine: Engine, repeat: int) -> list[tuple[str, float, float, float]]:
     began = time.perf_counter()
     raw = pd.read_sql("SELECT * FROM v_business_agent_summary", engine)
@@ -132,6 +145,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp"), help="SQLite files")
     parser.add_argument("--no-logs", action="store_true")
     parser.add_argument("--pandas", action="store_true", help="read_sql baseline, largest size")
+    parser.add_argument("--no-rollup", action="store_true",
+                        help="never refresh the rollups: every day is read from the rows")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     end = datetime.now(UTC) - timedelta(minutes=1)
@@ -148,7 +163,13 @@ def main() -> None:
             analyzed = time.perf_counter() - began - filled
             print(f"{args.dialect} {size:,} executions over {days:.0f} days: {counts(engine)}; "
                   f"fill {filled:.0f} s, analyze {analyzed:.0f} s", flush=True)
+            if not args.no_rollup:
+                rolled = timed(lambda engine=engine: ma.refresh_rollups(engine), repeat=1)
+                analyze(engine)
+                print(f"  refresh_rollups (build, {days:.0f} days): {rolled:.1f} s", flush=True)
             results[size] = measure(engine, args.repeat)
+            if not args.no_rollup:
+                results[size]["refresh_rollups after 200 late updates"] = late_refresh(engine)
             for name, seconds in results[size].items():
                 print(f"  {name:<45} {seconds:8.3f} s", flush=True)
             if args.pandas and size == sizes[-1]:
@@ -157,7 +178,7 @@ def main() -> None:
     print(f"\n| work ({args.dialect}, {args.per_day:g}/day) | "
           + " | ".join(f"{s:,} s" for s in sizes) + f" | growth {last // first}x rows |")
     print("|---|" + "---|" * (len(sizes) + 1))
-    for name in results[first]:
+    for name in results[last]:
         cells = " | ".join(f"{results[s][name]:.3f}" for s in sizes)
         print(f"| {name} | {cells} | x{results[last][name] / results[first][name]:.2f} |")
     if baseline:

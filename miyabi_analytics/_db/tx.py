@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from miyabi_analytics._db.retry import DEFAULT_RETRY, Failure, RetryPolicy, classify, sqlstate
 
-__all__ = ["begin", "write"]
+__all__ = ["begin", "snapshot", "write"]
 
 T = TypeVar("T")
 log = logging.getLogger("miyabi_analytics.retry")
@@ -44,6 +44,24 @@ def begin(bind: Engine | Connection, *, write: bool = False) -> Iterator[Connect
     else:
         with bind.begin():
             yield bind
+
+
+@contextmanager
+def snapshot(bind: Engine | Connection) -> Iterator[Connection]:
+    """A read transaction whose statements all see one snapshot (PostgreSQL: REPEATABLE READ).
+
+    Read committed would let a write commit between two statements that must agree (an
+    execution and its logs; a duration summary and its histogram). A caller's own connection
+    keeps the caller's isolation; SQLite's read transaction holds one snapshot already.
+    """
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+        with bind.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+        return
+    with begin(bind) as conn:
+        yield conn
 
 
 def write(

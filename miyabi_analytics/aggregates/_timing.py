@@ -25,6 +25,7 @@ from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.summary import DurationMicros
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics.aggregates._exact import MICROS, interpolated, ratio
+from miyabi_analytics.aggregates._rollup import rollup_can_answer
 from miyabi_analytics.aggregates._shared import (
     ByArg,
     check_by,
@@ -32,6 +33,8 @@ from miyabi_analytics.aggregates._shared import (
     key_expressions,
     spec,
 )
+from miyabi_analytics.aggregates._sketched import sketched_rows
+from miyabi_analytics.errors import ValidationError
 from miyabi_analytics.filters import FilterArgs, SummaryFilters
 
 __all__ = ["PERCENTILES", "duration_stats"]
@@ -47,6 +50,7 @@ def duration_stats(
     bind: Engine | Connection,
     *,
     by: ByArg = "agent_type",
+    exact: bool = True,
     filters: SummaryFilters | None = None,
     **filter_args: Unpack[FilterArgs],
 ) -> pd.DataFrame:
@@ -64,11 +68,21 @@ def duration_stats(
     arithmetic and returns ``lo`` and ``hi`` with the count, the exact sum and the maximum, all
     integers (PostgreSQL from a sorted array per group, SQLite with window functions); Python
     makes the floats.
+
+    ``exact=False`` answers p50 and p95 from the rollups' mergeable duration histograms
+    (logarithmic buckets, as DDSketch maps values): each is within 1% of the exact percentile,
+    relatively (:mod:`~miyabi_analytics.aggregates._sketch` states the bound), and its cost does
+    not grow with the history. ``executions``, ``mean_seconds`` and ``max_seconds`` stay exact.
+    A user filter or ``by="user_id"`` (the rollups do not key users) is answered exactly.
     """
     keys = check_by(by)
+    if not isinstance(exact, bool):
+        raise ValidationError("exact", exact, "expected True or False")
     where = SummaryFilters.of(filters, **filter_args)
     width = len(keys)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
+    if not exact and rollup_can_answer(where, keys):
+        return frame(sketched_rows(bind, keys, where, PERCENTILES), _dtypes(keys), list(keys))
     with begin(bind) as conn:
         build = _pg_statement if Dialect.of(conn).is_postgresql else _window_statement
         fetched = conn.execute(build(keys, where)).all()
@@ -80,7 +94,11 @@ def duration_stats(
         ]
         mean, longest = ratio(row.total, n * MICROS), ratio(row.longest, MICROS)
         rows.append((*row[:width], n, mean, *percentiles, longest))
-    dtypes = spec(
+    return frame(rows, _dtypes(keys), list(keys))
+
+
+def _dtypes(keys: tuple[str, ...]) -> dict[str, Any]:
+    return spec(
         keys,
         None,
         {
@@ -91,7 +109,6 @@ def duration_stats(
             "max_seconds": "float64",
         },
     )
-    return frame(rows, dtypes, list(keys))
 
 
 def _timed(by: tuple[str, ...], filters: SummaryFilters) -> Subquery:

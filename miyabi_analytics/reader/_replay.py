@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -12,10 +10,9 @@ from typing import Any, Final
 import pandas as pd
 from sqlalchemy import Connection, Engine, select
 
-from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.expressions import write_order
 from miyabi_analytics._db.schema import executions, logs
-from miyabi_analytics._db.tx import begin
+from miyabi_analytics._db.tx import snapshot
 from miyabi_analytics._validate import as_uuid
 from miyabi_analytics.errors import NotFound
 from miyabi_analytics.filters import SummaryFilters
@@ -143,23 +140,6 @@ def timeline(
     return frame
 
 
-@contextmanager
-def _one_snapshot(bind: Engine | Connection) -> Iterator[Connection]:
-    """A read transaction whose statements see one snapshot (PostgreSQL: REPEATABLE READ).
-
-    Read committed would let a status change commit between the execution, its transitions and
-    its logs. A caller's own connection keeps the caller's isolation.
-    """
-    if isinstance(bind, Engine) and Dialect.of(bind).is_postgresql:
-        with bind.connect() as conn:
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                yield conn
-        return
-    with begin(bind) as conn:
-        yield conn
-
-
 def replay(bind: Engine | Connection, execution_id: uuid.UUID | str) -> pd.DataFrame:
     """One execution's timeline: its transitions and its logs merged in time order.
 
@@ -195,7 +175,7 @@ def replay(bind: Engine | Connection, execution_id: uuid.UUID | str) -> pd.DataF
         ValidationError: ``execution_id`` is not a UUID.
     """
     key = as_uuid("execution_id", execution_id)
-    with _one_snapshot(bind) as conn:
+    with snapshot(bind) as conn:
         found = conn.execute(
             select(executions.c.started_at).where(executions.c.id == key)
         ).one_or_none()
