@@ -10,8 +10,6 @@ from sqlalchemy import BigInteger, ColumnElement, Connection, Engine, cast, func
 from miyabi_analytics._db.buckets import Freq
 from miyabi_analytics._db.exact import ExactSum, cents
 from miyabi_analytics._db.rollup.parts import analysed_source, high, latest, low
-from miyabi_analytics._db.schema import analytics, executions
-from miyabi_analytics._db.summary import is_latest_analytics
 from miyabi_analytics.aggregates._exact import checked_sum, ratio
 from miyabi_analytics.aggregates._rollup import (
     Part,
@@ -133,8 +131,6 @@ def _from_rows(
     unstarted: bool,
 ) -> list[dict[str, Any]]:
     """Every execution's latest analytics row, grouped (a user filter: the rollup has none)."""
-    latest, newer = analytics.alias("latest"), analytics.alias("newer")
-    source = executions.join(latest, latest.c.execution_id == executions.c.id)
     measures: list[ColumnElement[Any]] = [func.count().label("executions")]
     measures += [ExactSum(latest.c[name]).label(f"sum_{name}") for name in SUMMED]
     for name, scale in AVERAGED.items():
@@ -146,8 +142,7 @@ def _from_rows(
         bucket,
         measures,
         where,
-        is_latest_analytics(latest, newer),
-        source=source,
+        source=analysed_source(),
         unstarted=unstarted,
     )
     width = len(key_names(keys, bucket))

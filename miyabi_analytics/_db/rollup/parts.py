@@ -22,12 +22,14 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    select,
 )
 
 from miyabi_analytics._db.buckets import UtcBucket
 from miyabi_analytics._db.exact import cents
+from miyabi_analytics._db.expressions import write_order
 from miyabi_analytics._db.schema import analytics, executions
-from miyabi_analytics._db.summary import DurationMicros, is_latest_analytics
+from miyabi_analytics._db.summary import DurationMicros
 from miyabi_analytics.vocabulary import AVERAGED_METRICS, SUMMED_METRICS, ExecutionStatus
 
 __all__ = [
@@ -53,12 +55,25 @@ MICROS: Final = DurationMicros(executions.c.started_at, executions.c.completed_a
 """The execution's duration in whole microseconds (NULL unless both stamps are set)."""
 
 latest = analytics.alias("latest")
-_newer = analytics.alias("newer")
+_candidate = analytics.alias("candidate")
+_newest = (
+    select(_candidate.c.id)
+    .where(_candidate.c.execution_id == latest.c.execution_id)
+    .order_by(_candidate.c.created_at.desc(), write_order(_candidate).desc())
+    .limit(1)
+    .scalar_subquery()
+)
 
 
 def analysed_source(base: FromClause = executions, *, outer: bool = False) -> FromClause:
-    """``base`` joined to each execution's latest analytics row (as the summary view takes it)."""
-    on = and_(latest.c.execution_id == executions.c.id, is_latest_analytics(latest, _newer))
+    """``base`` joined to each execution's latest analytics row (as the summary view takes it).
+
+    The latest row (latest ``created_at``, then the last written: the view's rule, see
+    :func:`~miyabi_analytics._db.summary.is_latest_analytics`) is found per joined row by a
+    correlated ``ORDER BY ... LIMIT 1``, not the view's anti-join: the planner may run an
+    anti-join by hashing every analytics row of the history, and this costs the rows joined.
+    """
+    on = and_(latest.c.execution_id == executions.c.id, latest.c.id == _newest)
     return base.outerjoin(latest, on) if outer else base.join(latest, on)
 
 
