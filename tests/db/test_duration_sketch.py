@@ -93,3 +93,22 @@ def test_exact_false_with_a_user_filter_is_exact(engine):
 def test_exact_must_be_a_bool(engine):
     with pytest.raises(ma.ValidationError, match="exact"):
         ma.duration_stats(engine, exact="no")
+
+
+def test_the_database_buckets_as_python_does(engine):
+    """The rollups' histograms (SQL) and the reader's twin (Python) agree, edges included."""
+    from sqlalchemy import BigInteger, literal, select
+
+    from miyabi_analytics._db.sketch import GAMMA, bucket_key
+    from miyabi_analytics.aggregates._sketch import bucket_key_py
+
+    values = [0, 1, 2, 3, 999_999, 10**6, 86_400 * 10**6, 3 * 10**15]
+    for k in range(1, 1750, 9):
+        edge = int(GAMMA ** k)
+        values += [edge - 1, edge, edge + 1]
+    values += [-v for v in values[1:40]]
+    with engine.connect() as conn:
+        got = [
+            conn.execute(select(bucket_key(literal(v, BigInteger)))).scalar_one() for v in values
+        ]
+    assert got == [bucket_key_py(v) for v in values]
