@@ -16,9 +16,12 @@ rollups by their repository, as 0003 scopes executions.
 
 Also ``agent_execution_logs (execution_id, log_level)``: the view's error count per execution
 is read from it alone, whatever the planner knows (an unanalysed SQLite database otherwise
-chose the ``log_level`` index and read every error log per execution).
+chose the ``log_level`` index and read every error log per execution). On PostgreSQL the
+``started_at`` index becomes covering (``INCLUDE`` what the aggregates read of a window's rows),
+so a window costs an index-only scan of its own entries, wherever its rows lie in the heap.
 
-Downgrade: drops the triggers, the index and the six tables.
+Downgrade: drops the triggers, the logs index and the six tables; the started_at index is
+plain again.
 
 Revision ID: 0011_rollups
 Revises: 0010_transitions
@@ -52,6 +55,8 @@ MONTHLY = "agent_execution_rollups_monthly"
 MONTHLY_DURATIONS = "agent_execution_rollup_durations_monthly"
 PENDING = "agent_execution_rollup_pending"
 STATE = "agent_execution_rollup_state"
+STARTED = "ix_agent_executions_started_at"
+WINDOW_COLUMNS = ("id", "completed_at", "agent_type", "repository_id", "status", "quality_score")
 POLICY = "miyabi_repository_scope"  # 0003's policy and condition, on the rollups' own column
 _SETTING = "current_setting('miyabi.repository_ids', true)"
 _SCOPE = (
@@ -128,7 +133,12 @@ def upgrade() -> None:
         "agent_execution_logs",
         ["execution_id", "log_level"],
     )
-    if dialect.is_postgresql:
+    if dialect.is_postgresql:  # a window read from the started_at index alone
+        op.drop_index(op.f(STARTED), table_name="agent_executions")
+        op.create_index(
+            op.f(STARTED), "agent_executions", ["started_at"],
+            postgresql_include=list(WINDOW_COLUMNS),
+        )
         for table in (ROLLUPS, DURATIONS, MONTHLY, MONTHLY_DURATIONS):
             op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
             op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
@@ -144,6 +154,9 @@ def downgrade() -> None:
     dialect = Dialect.of(op.get_bind())
     for statement in drop_marks_ddl(dialect):
         op.execute(statement)
+    if dialect.is_postgresql:
+        op.drop_index(op.f(STARTED), table_name="agent_executions")
+        op.create_index(op.f(STARTED), "agent_executions", ["started_at"])
     op.drop_index(
         op.f("ix_agent_execution_logs_execution_id_log_level"), table_name="agent_execution_logs"
     )

@@ -115,7 +115,7 @@ def spec(by: tuple[str, ...], freq: Freq | None, measures: Mapping[str, Any]) ->
 
 def fetch(bind: Engine | Connection, stmt: Select[Any]) -> Sequence[Any]:
     """All rows of ``stmt``, in a transaction of their own (or a savepoint of the caller's)."""
-    with begin(bind) as conn:
+    with begin(bind, jit=False) as conn:
         return conn.execute(stmt).all()
 
 

@@ -61,7 +61,7 @@ def sketched_rows(
         histogram=True,
     )
     width = len(keys)
-    with snapshot(bind) as conn:  # the histogram and the counts agree
+    with snapshot(bind, jit=False) as conn:  # the histogram and the counts agree
         summaries = conn.execute(stats).all()
         counts: dict[tuple[Any, ...], dict[int, int]] = defaultdict(dict)
         for row in conn.execute(histogram):
