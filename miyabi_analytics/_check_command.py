@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from miyabi_analytics._db.engine import connect, mask_url
 from miyabi_analytics.errors import ValidationError
+from miyabi_analytics.rollups import rollup_status
 
 __all__ = ["add_check_command", "database_reason"]
 
@@ -96,15 +97,24 @@ def _check(args: argparse.Namespace) -> int:
             max_runtime=args.max_runtime,
             now=now,
         )
+        rollup = rollup_status(engine)  # exact either way; said so a reader knows what was read
     except SQLAlchemyError as exc:  # unreachable, or not a Miyabi database: not a breach
         raise ValidationError("url", mask_url(engine.url), database_reason(exc)) from None
     finally:
         engine.dispose()
     if args.json:
-        print(json.dumps(verdicts_json(verdicts, now - since, since)))
+        shown = verdicts_json(verdicts, now - since, since)
+        shown["rollup"] = {
+            "refreshed_at": rollup.refreshed_at and rollup.refreshed_at.isoformat(),
+            "pending_days": rollup.pending_days,
+            "stale": rollup.stale,
+        }
+        print(json.dumps(shown))
     else:
         for line in verdict_lines(verdicts):
             print(line)
+        if rollup.stale:  # the answers are exact, but the reader is told what was read
+            print(rollup.describe())
     return 1 if any(verdict.breached for verdict in verdicts) else 0
 
 

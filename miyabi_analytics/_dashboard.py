@@ -66,6 +66,7 @@ class DashboardData:
     kpis: tuple[Kpi, ...]
     seconds: float
     stuck: int = 0  # running, no heartbeat for STUCK_AFTER (or none for MAX_RUNTIME), all repos
+    rollup: str = ""  # how fresh the rollups are (RollupStatus.describe)
 
 
 FRAME_KEYS: Final = ("quality", "success", "success_over_time", "durations", "business", "errors")
@@ -83,6 +84,14 @@ def _stuck_count(engine: Engine) -> pd.DataFrame:
 
     store = ExecutionStore(engine)
     return pd.DataFrame({"stuck": [store.count_stuck(STUCK_AFTER, max_runtime=MAX_RUNTIME)]})
+
+
+def _rollup_line(engine: Engine) -> pd.DataFrame:
+    """How fresh the rollups the aggregates read are (answers stay exact when they are not)."""
+    from miyabi_analytics.rollups import rollup_status
+
+    status = rollup_status(engine)
+    return pd.DataFrame({"rollup": [status.describe()], "stale": [status.stale]})
 
 
 TILES: Final = (
@@ -110,7 +119,8 @@ def dashboard_queries(filters: DashboardFilters) -> dict[str, Query]:
     """Every query of one filter state, by name, so a live event can name those it touches.
 
     The tabs' frames (:data:`FRAME_KEYS`), ``now.quality`` (the mean quality tile), ``stuck``,
-    and the previous period's totals (``before.*``) when the range is closed.
+    ``rollup`` (the rollups' freshness line), and the previous period's totals (``before.*``)
+    when the range is closed.
     """
     where = {"filters": filters.summary_filters()}  # validated once, by DashboardFilters
     fine: Freq = "D" if filters.is_short() else "W"
@@ -130,6 +140,7 @@ def dashboard_queries(filters: DashboardFilters) -> dict[str, Query]:
         "errors": (aggregates.error_analysis, where),
         "now.quality": (aggregates.quality_trend, {"by": None, "freq": None, **where}),
         "stuck": (_stuck_count, {}),
+        "rollup": (_rollup_line, {}),
     }
     if before is not None:
         jobs.update(totals_queries(before.summary_filters(), prefix="before.", durations=False))
@@ -154,7 +165,8 @@ def _assemble(
             business=results["before.business"],
         )
     stuck = int(results["stuck"]["stuck"].iloc[0])
-    return DashboardData(filters, frames, _tiles(current, previous), seconds, stuck)
+    rollup = str(results["rollup"]["rollup"].iloc[0])
+    return DashboardData(filters, frames, _tiles(current, previous), seconds, stuck, rollup)
 
 
 class DashboardModel:

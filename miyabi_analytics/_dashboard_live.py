@@ -148,6 +148,8 @@ def touched_queries(
             touched |= keys
         if previous is not None and _within(started, previous.since, previous.until):
             touched |= {_BEFORE[k] for k in keys if k in _BEFORE}
+    if touched:  # a change marks its day pending: the rollups' freshness line moves too
+        touched.add("rollup")
     return frozenset(touched)
 
 

@@ -124,4 +124,7 @@ def _status_html(data: DashboardData, how: str) -> str:
         if data.stuck
         else ""
     )
-    return f"<small>{int(data.kpis[0].value or 0):,} executions; {how}{stuck}</small>"
+    rollup = (
+        f'<br><span class="miyabi-rollup">{html.escape(data.rollup)}</span>' if data.rollup else ""
+    )
+    return f"<small>{int(data.kpis[0].value or 0):,} executions; {how}{stuck}{rollup}</small>"

@@ -33,6 +33,7 @@ def plant(engine, completed=0, failed=0, quality=None, ago=timedelta(hours=1)):
                 builder = builder.quality_score(quality)
             records.append(builder.build())
     ma.ExecutionStore(engine).save_executions(records, progress=False)
+    ma.refresh_rollups(engine)  # a stale rollup adds a line (test_a_stale_rollup_is_said)
 
 
 def url_of(db_url):
@@ -85,6 +86,7 @@ def test_each_breached_rule_has_its_line(engine, db_url, capsys):
     plant(engine, completed=1, failed=3, quality=40)
     stuck = AGENT.builder(uuid.uuid4()).status("running")
     AGENT.save_execution(engine, stuck.started_at(datetime.now(UTC) - timedelta(hours=5)).build())
+    ma.refresh_rollups(engine)
     code = main(
         ["check", "--url", url_of(db_url), "--max-failure-rate", "0.5", "--min-quality", "50",
          "--max-runtime", "4h"]
@@ -236,3 +238,29 @@ def test_subprocess_bad_rate_exits_2(tmp_path: Path):
     assert done.returncode == 2
     assert "--max-failure-rate" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_stale_rollup_is_said_and_the_answer_is_the_same(engine, db_url, capsys):
+    """Days changed since the last refresh are read from the rows: exact, and said so."""
+    plant(engine, completed=3, failed=1)
+    AGENT.save_execution(engine, AGENT.builder(uuid.uuid4()).status("failed").started_at(
+        datetime.now(UTC) - timedelta(minutes=5)).completed_at(datetime.now(UTC)).build())
+    arguments = ["check", "--url", url_of(db_url), "--max-failure-rate", "0.3"]
+    assert main(arguments) == 1
+    stale = capsys.readouterr().out.splitlines()
+    assert stale[0].startswith("BREACHED failure-rate: 40.0% of 5 finished")
+    assert stale[1].startswith("rollup refreshed ")
+    assert "1 day changed since" in stale[1]
+    assert main([*arguments, "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["rollup"]["stale"] is True
+    assert document["rollup"]["pending_days"] == 1
+    ma.refresh_rollups(engine)
+    assert main(arguments) == 1
+    fresh = capsys.readouterr().out.splitlines()
+    assert len(fresh) == 1
+    assert fresh[0].split(" since ")[0] == stale[0].split(" since ")[0]
+    assert main([*arguments, "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert (document["rollup"]["stale"], document["rollup"]["pending_days"]) == (False, 0)
+    assert datetime.fromisoformat(document["rollup"]["refreshed_at"]) <= datetime.now(UTC)

@@ -38,7 +38,9 @@ END = datetime(2026, 3, 11, 15, 30, tzinfo=UTC)
 SINCE = datetime(2026, 2, 11, tzinfo=UTC)
 UNTIL = datetime(2026, 3, 11, tzinfo=UTC)  # the previous period: 2026-01-14 .. SINCE
 INSIDE = UNTIL - timedelta(hours=5)
-FINISH = frozenset({"success", "success_over_time", "quality", "now.quality", "durations"})
+# "rollup": any change marks its day pending, so the rollups' freshness line is read again
+FINISH = frozenset({"success", "success_over_time", "quality", "now.quality", "durations",
+                    "rollup"})
 ROW = FINISH | {"errors", "business"}
 
 
@@ -237,7 +239,7 @@ def test_events_outside_the_selection_touch_nothing_and_read_nothing() -> None:
 @pytest.mark.parametrize(
     ("started", "expected"),
     [
-        (SINCE - timedelta(days=3), {"before.success", "before.quality"}),
+        (SINCE - timedelta(days=3), {"before.success", "before.quality", "rollup"}),
         (SINCE - timedelta(days=40), set()),
         (UNTIL, set()),
         (None, set()),

@@ -130,7 +130,7 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
     )
     _months(conn, chosen)
     conn.execute(delete(rollup_pending).where(rollup_pending.c.day.in_(chosen)))
-    conn.execute(update(rollup_state).values(refreshed_at=_now(conn)))
+    _stamp(conn)
     return len(chosen)
 
 
@@ -168,6 +168,12 @@ def _months(conn: Connection, chosen: list[datetime]) -> None:
         conn.execute(
             insert(monthly).from_select([c.name for c in summed.selected_columns], summed)
         )
+
+
+def _stamp(conn: Connection) -> None:
+    """Note the refresh's time in the state's one row (made again if someone deleted it)."""
+    if conn.execute(update(rollup_state).values(refreshed_at=_now(conn))).rowcount == 0:
+        conn.execute(insert(rollup_state).values(id=1, refreshed_at=_now(conn)))
 
 
 def _now(conn: Connection) -> Any:
@@ -210,5 +216,5 @@ def refresh(engine: Engine, *, chunk: int = CHUNK_DAYS) -> Refreshed:
             select(func.count(func.distinct(rollup_pending.c.day)))
         ).scalar_one()
         if total_days == 0:  # nothing was pending: the rollup is as fresh as now
-            conn.execute(update(rollup_state).values(refreshed_at=_now(conn)))
+            _stamp(conn)
     return Refreshed(days=total_days, remaining=remaining)
