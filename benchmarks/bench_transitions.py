@@ -1,7 +1,11 @@
-"""What the transition history (revision 0010) costs the store's writes.
+"""What the transition history (revision 0010), or the rollups' day marks (0011), cost writes.
 
     python benchmarks/bench_transitions.py --url sqlite --executions 50000 --singles 2000
     python benchmarks/bench_transitions.py --url postgresql --executions 50000 --singles 2000
+    python benchmarks/bench_transitions.py --url postgresql --triggers marks
+
+``--triggers marks`` compares with and without revision 0011's rollup marking triggers
+(``drop_marks_ddl``) instead, the history triggers present in both runs.
 
 Each run gets a fresh database migrated to head; the baseline run then drops the history
 triggers (``drop_history_ddl``), so both runs differ only in them. Three writes are timed:
@@ -35,6 +39,7 @@ from _common import scratch_pg
 import miyabi_analytics as ma
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.rules.history import drop_history_ddl
+from miyabi_analytics._db.rules.rollup_marks import drop_marks_ddl
 from miyabi_analytics._db.schema import transitions
 from miyabi_analytics.demo import generate_history
 
@@ -43,7 +48,7 @@ WRITES = ("save_executions (bulk)", "save_execution (insert)", "save_execution (
 
 
 @contextmanager
-def fresh(kind: str, history: bool) -> Iterator[Engine]:
+def fresh(kind: str, history: bool) -> Iterator[Engine]:  # history: the compared triggers
     """A new database at head; without the history triggers when ``history`` is false."""
     if kind == "postgresql":
         with scratch_pg() as url:
@@ -63,17 +68,23 @@ def fresh(kind: str, history: bool) -> Iterator[Engine]:
             engine.dispose()
 
 
+COMPARED = {"history": drop_history_ddl, "marks": drop_marks_ddl}
+compared = "history"  # set from --triggers
+
+
 def prepare(engine: Engine, history: bool) -> None:
     ma.migrate(engine)
     if not history:
         with engine.begin() as conn:
-            for statement in drop_history_ddl(Dialect.of(engine)):
+            for statement in COMPARED[compared](Dialect.of(engine)):
                 conn.exec_driver_sql(statement)
 
 
-def recorded(engine: Engine) -> int:
+def recorded(engine: Engine, history: bool, expected: int) -> None:
+    """The history holds ``expected`` rows when its triggers ran (always, comparing marks)."""
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(transitions)).scalar_one())
+        found = int(conn.execute(select(func.count()).select_from(transitions)).scalar_one())
+    assert found == (expected if history or compared == "marks" else 0)
 
 
 def clock_bulk(kind: str, history: bool, records: list[ma.AgentExecutionResult]) -> float:
@@ -82,7 +93,7 @@ def clock_bulk(kind: str, history: bool, records: list[ma.AgentExecutionResult])
         began = time.perf_counter()
         store.save_executions(records, progress=False)
         taken = time.perf_counter() - began
-        assert recorded(engine) == (len(records) if history else 0)
+        recorded(engine, history, len(records))
     return taken
 
 
@@ -114,7 +125,7 @@ def clock_singles(kind: str, history: bool, count: int) -> tuple[float, float]:
         for record in done:
             store.save_execution(record)
         updates = time.perf_counter() - began
-        assert recorded(engine) == ((2 * count + 1) if history else 0)
+        recorded(engine, history, 2 * count + 1)
     return inserts, updates
 
 
@@ -124,7 +135,10 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=50_000)
     parser.add_argument("--singles", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--triggers", choices=tuple(COMPARED), default="history")
     args = parser.parse_args()
+    global compared
+    compared = args.triggers
     records = list(generate_history(args.executions, seed=7, end=END, days=90).executions)
     seconds: dict[str, dict[bool, list[float]]] = {w: {True: [], False: []} for w in WRITES}
     ratios: dict[str, list[float]] = {w: [] for w in WRITES}
@@ -148,7 +162,8 @@ def main() -> None:
         f"{args.url}, {args.executions:,} executions in bulk, {args.singles:,} single saves, "
         f"{args.rounds} rounds"
     )
-    print("| write | without history (median s) | with history (median s) | with / without |")
+    print(f"| write | without {compared} (median s) | with {compared} (median s) "
+          "| with / without |")
     print("|---|--:|--:|--:|")
     for write in WRITES:
         without = statistics.median(seconds[write][False])

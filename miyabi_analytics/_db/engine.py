@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sqlite3
@@ -216,6 +217,26 @@ def _use_wal(cursor: Any) -> None:
             raise
 
 
+def _ensure_math(connection: Any, cursor: Any) -> None:
+    """Give SQLite ``ln`` and ``ceil`` (the rollups' duration buckets) if it was built without.
+
+    Python's own, which compute the same doubles as the C library's.
+    """
+    try:
+        cursor.execute("SELECT ln(1), ceil(1.5)").fetchone()
+    except sqlite3.OperationalError:
+        connection.create_function("ln", 1, _ln, deterministic=True)
+        connection.create_function("ceil", 1, _ceil, deterministic=True)
+
+
+def _ln(value: float | None) -> float | None:
+    return None if value is None or value <= 0 else math.log(value)
+
+
+def _ceil(value: float | None) -> float | None:
+    return None if value is None else float(math.ceil(value))
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -224,6 +245,7 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
+            _ensure_math(dbapi_connection, cursor)
             if engine.url.database not in (None, "", ":memory:"):
                 _use_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")

@@ -32,5 +32,5 @@ def bucket_key(micros: ColumnElement[Any]) -> ColumnElement[int]:
     return case(
         (micros == 0, 0),
         (micros > 0, _magnitude_key(micros)),
-        else_=-_magnitude_key(-micros),
+        else_=-_magnitude_key(func.abs(micros)),
     )

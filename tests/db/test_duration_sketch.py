@@ -112,3 +112,28 @@ def test_the_database_buckets_as_python_does(engine):
             conn.execute(select(bucket_key(literal(v, BigInteger)))).scalar_one() for v in values
         ]
     assert got == [bucket_key_py(v) for v in values]
+
+
+def test_an_sqlite_without_math_functions_gets_pythons_and_buckets_alike():
+    """Some builds of SQLite lack ln()/ceil(): the engine registers Python's on connect."""
+    import sqlite3
+
+    from sqlalchemy import BigInteger, literal, select
+    from sqlalchemy.dialects import sqlite
+
+    from miyabi_analytics._db.engine import _ensure_math
+    from miyabi_analytics._db.sketch import GAMMA, bucket_key
+    from miyabi_analytics.aggregates._sketch import bucket_key_py
+
+    class Without:
+        def execute(self, sql: str) -> None:
+            raise sqlite3.OperationalError("no such function: ln")
+
+    conn = sqlite3.connect(":memory:")
+    _ensure_math(conn, Without())  # registers Python's (they take precedence over built-ins)
+    values = [0, 1, 7, -7, 10**6, 3 * 10**15] + [int(GAMMA ** k) for k in range(1, 1700, 13)]
+    for v in values:
+        sql = select(bucket_key(literal(v, BigInteger))).compile(
+            dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+        assert conn.execute(str(sql)).fetchone()[0] == bucket_key_py(v), v
+    conn.close()
