@@ -113,12 +113,15 @@ def _pg_span(element: _Span, compiler: SQLCompiler, **kw: Any) -> str:
 def _sqlite_micros(column: str) -> str:
     """A stored timestamp in microseconds since 1970, as an integer.
 
-    Whole seconds of the fixed-width UTC text from strftime('%s'), then its six microsecond
-    digits: exact, where julianday() would round to milliseconds.
+    Whole seconds of the fixed-width UTC text, then its six microsecond digits: exact. The
+    seconds come from julianday() of the text without its fraction: SQLite counts whole
+    milliseconds and divides once, so the day number is within half an ulp (at most 40 µs in
+    year 9999) of the exact one, and the seconds rounded from it are exact. It parses about
+    four times faster than strftime('%s'), which a whole-table duration read is made of.
     """
     return (
-        f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000 "
-        f"+ CAST(substr({column}, 21, 6) AS INTEGER))"
+        f"(CAST(round((julianday(substr({column}, 1, 19)) - 2440587.5) * 86400) AS INTEGER) "
+        f"* 1000000 + CAST(substr({column}, 21, 6) AS INTEGER))"
     )
 
 
