@@ -173,7 +173,7 @@ def _compare(engine: Engine, fleet: Fleet, monkeypatch: pytest.MonkeyPatch, step
     return len(rolled)
 
 
-@pytest.mark.parametrize("seed", [3, 11])
+@pytest.mark.parametrize("seed", [11])
 def test_rollup_equals_rows_through_late_changes(engine, monkeypatch, seed):
     rng = random.Random(seed)
     fleet = Fleet(engine, rng)
