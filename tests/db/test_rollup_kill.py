@@ -17,7 +17,10 @@ from miyabi_analytics.aggregates import _business, _outcomes
 from miyabi_analytics.demo import load_demo
 
 END = datetime(2026, 9, 1, tzinfo=UTC)
-REFRESH = "import sys, miyabi_analytics as ma; ma.refresh_rollups(ma.connect(sys.argv[1]))"
+REFRESH = (  # two days per transaction: many commits to die between
+    "import sys, miyabi_analytics as ma; from miyabi_analytics._db.rollup.refresh import refresh;"
+    " refresh(ma.connect(sys.argv[1]), chunk=2)"
+)
 
 
 def _answers(engine):
@@ -30,19 +33,22 @@ def _answers(engine):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.3])
-def test_a_refresh_killed_midway_leaves_exact_answers(db_url, engine, monkeypatch, delay):
+def test_a_refresh_killed_midway_leaves_exact_answers(db_url, engine, monkeypatch):
     load_demo(engine, 6000, seed=4, end=END)
+    pending = ma.rollup_status(engine).pending_days
     with monkeypatch.context() as patch:
         for module in (_outcomes, _business):
             patch.setattr(module, "rollup_can_answer", lambda *a, **k: False)
         expected = _answers(engine)
     url = db_url.render_as_string(hide_password=False)
     child = subprocess.Popen([sys.executable, "-c", REFRESH, url])
-    time.sleep(delay)
-    if child.poll() is None:
-        os.kill(child.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while ma.rollup_status(engine).pending_days == pending and time.monotonic() < deadline:
+        time.sleep(0.005)  # until its first transaction has committed
+    os.kill(child.pid, signal.SIGKILL)
     child.wait()
+    left = ma.rollup_status(engine).pending_days
+    assert 0 < left < pending  # killed midway: some days done, some still pending
     for got, want in zip(_answers(engine), expected, strict=True):
         pd.testing.assert_frame_equal(got, want, check_exact=True)
     ma.refresh_rollups(engine)  # finishes what the killed one left
