@@ -134,6 +134,9 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
     return len(chosen)
 
 
+_ANALYSED: Final = (rollups, monthly_rollups, rollup_durations, monthly_durations, rollup_pending)
+"""Analysed after a refresh on PostgreSQL (a role that does not own them is skipped, warned)."""
+
 _KEYS: Final = ("day", "agent_type", "repository_id", "status", "error_message", "bucket")
 
 
@@ -211,6 +214,9 @@ def refresh(engine: Engine, *, chunk: int = CHUNK_DAYS) -> Refreshed:
         if days == 0:
             break
         total_days += days
+    if postgres and total_days:  # fresh statistics: the plans over the rollups depend on them
+        with begin(engine) as conn:
+            conn.execute(text("ANALYZE " + ", ".join(t.name for t in _ANALYSED)))
     with begin(engine) as conn:
         remaining = conn.execute(
             select(func.count(func.distinct(rollup_pending.c.day)))
