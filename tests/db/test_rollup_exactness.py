@@ -193,3 +193,36 @@ def test_rollup_equals_rows_through_late_changes(engine, monkeypatch, seed):
     ma.refresh_rollups(engine)
     compared += _compare(engine, fleet, monkeypatch, "after the last refresh")
     assert compared == 12 * 7 * (4 * 3 + 1)
+
+
+def test_purge_and_restore_keep_the_rollup_exact(engine, monkeypatch, tmp_path):
+    """The package's purge (archive, then delete) and restore mark what they change."""
+    from miyabi_analytics.archive import archived_executions, restore
+    from miyabi_analytics.retention import purge
+
+    rng = random.Random(5)
+    fleet = Fleet(engine, rng)
+    recent = datetime.now(UTC).replace(microsecond=0)
+    with engine.begin() as conn:  # a few recent runs that purge keeps
+        conn.execute(insert(executions), [{
+            "id": uuid.uuid4(), "repository_id": fleet.repos[0], "agent_type": AGENTS[1],
+            "status": "completed", "started_at": recent - timedelta(hours=h),
+            "completed_at": recent - timedelta(hours=h) + timedelta(minutes=3),
+            "quality_score": 70, "created_at": recent, "updated_at": recent,
+        } for h in (1, 30, 50)])
+    fleet.insert(120)
+    fleet.analyse()
+    ma.refresh_rollups(engine)
+    purge(engine, timedelta(days=7), archive_dir=tmp_path)
+    assert ma.rollup_status(engine).stale  # the purged days are marked
+    compared = _compare(engine, fleet, monkeypatch, "after purge")
+    ma.refresh_rollups(engine)
+    compared += _compare(engine, fleet, monkeypatch, "after purge and refresh")
+    assert ma.success_rates(engine, by=None)["executions"].tolist() == [3]
+    assert restore(engine, tmp_path, archived_executions(tmp_path)) == 120
+    assert ma.rollup_status(engine).stale  # the restored days are marked again
+    compared += _compare(engine, fleet, monkeypatch, "after restore")
+    ma.refresh_rollups(engine)
+    compared += _compare(engine, fleet, monkeypatch, "after restore and refresh")
+    assert ma.success_rates(engine, by=None)["executions"].tolist() == [123]
+    assert compared == 4 * 7 * (4 * 3 + 1)
