@@ -5,26 +5,19 @@ from __future__ import annotations
 from typing import Any, Final, Unpack
 
 import pandas as pd
-from sqlalchemy import BigInteger, ColumnElement, Connection, Engine, cast, func
+from sqlalchemy import BigInteger, Connection, Engine, cast, func
 
 from miyabi_analytics._db.buckets import Freq
-from miyabi_analytics._db.exact import ExactSum, cents
+from miyabi_analytics._db.exact import cents
 from miyabi_analytics._db.rollup.parts import analysed_source, high, latest, low
 from miyabi_analytics.aggregates._exact import checked_sum, ratio
-from miyabi_analytics.aggregates._rollup import (
-    Part,
-    combined,
-    joined_sum,
-    rollup_can_answer,
-    rollup_keys,
-)
+from miyabi_analytics.aggregates._rollup import Part, combined, joined_sum, rollup_keys
 from miyabi_analytics.aggregates._shared import (
     ByArg,
     check_by,
     check_optional_freq,
     fetch,
     frame,
-    grouped,
     key_names,
     spec,
 )
@@ -92,11 +85,7 @@ def _business(
     unstarted: bool,
 ) -> pd.DataFrame:
     """The query and frame of both public functions, their arguments validated."""
-    fetched = (
-        _from_rollup(bind, keys, bucket, where, unstarted)
-        if rollup_can_answer(where, keys)
-        else _from_rows(bind, keys, bucket, where, unstarted)
-    )
+    fetched = _fetch(bind, keys, bucket, where, unstarted)
     for name in SUMMED:
         checked_sum(f"sum_{name}", [row[f"sum_{name}"] for row in fetched])
     rows = [
@@ -123,40 +112,14 @@ def _business(
     return frame(rows, dtypes, key_names(keys, bucket))
 
 
-def _from_rows(
+def _fetch(
     bind: Engine | Connection,
     keys: tuple[str, ...],
     bucket: Freq | None,
     where: SummaryFilters,
     unstarted: bool,
 ) -> list[dict[str, Any]]:
-    """Every execution's latest analytics row, grouped (a user filter: the rollup has none)."""
-    measures: list[ColumnElement[Any]] = [func.count().label("executions")]
-    measures += [ExactSum(latest.c[name]).label(f"sum_{name}") for name in SUMMED]
-    for name, scale in AVERAGED.items():
-        column = latest.c[name]
-        measures.append(ExactSum(cents(column) if scale == 100 else column).label(f"total_{name}"))
-        measures.append(func.count(column).label(f"count_{name}"))
-    stmt = grouped(
-        keys,
-        bucket,
-        measures,
-        where,
-        source=analysed_source(),
-        unstarted=unstarted,
-    )
-    width = len(key_names(keys, bucket))
-    return [{"keys": row[:width], **row._asdict()} for row in fetch(bind, stmt)]
-
-
-def _from_rollup(
-    bind: Engine | Connection,
-    keys: tuple[str, ...],
-    bucket: Freq | None,
-    where: SummaryFilters,
-    unstarted: bool,
-) -> list[dict[str, Any]]:
-    """The rollup's settled days and the rows of the rest (:mod:`._rollup`)."""
+    """Each group's exact sums: the rollup's settled days and the rows of the rest."""
     parts = [Part("executions", func.count(), _summed("analysed"))]
     for name in SUMMED:
         parts += [

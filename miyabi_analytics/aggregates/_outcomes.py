@@ -7,20 +7,18 @@ from datetime import datetime
 from typing import Any, Final, Unpack
 
 import pandas as pd
-from sqlalchemy import BigInteger, Connection, Engine, cast, func, select
+from sqlalchemy import BigInteger, Connection, Engine, cast, func
 
 from miyabi_analytics._db.buckets import Freq
-from miyabi_analytics._db.exact import ExactSum
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics.aggregates._exact import ratio
-from miyabi_analytics.aggregates._rollup import Key, Part, combined, rollup_can_answer, rollup_keys
+from miyabi_analytics.aggregates._rollup import Key, Part, combined, rollup_keys
 from miyabi_analytics.aggregates._shared import (
     ByArg,
     check_by,
     check_optional_freq,
     fetch,
     frame,
-    grouped,
     key_names,
     spec,
 )
@@ -50,24 +48,12 @@ def success_rates(
     bucket = check_optional_freq(freq)
     where = SummaryFilters.of(filters, **filter_args)
     status = executions.c.status
-    if rollup_can_answer(where, keys):
-        parts = [Part("executions", func.count(), lambda t: func.sum(t.c.executions))]
-        parts += [
-            Part(name, func.count().filter(status == name), _executions_in(name))
-            for name in (ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value)
-        ]
-        stmt = combined(rollup_keys(keys, bucket), parts, where, count="executions", freq=bucket)
-    else:
-        stmt = grouped(
-            keys,
-            bucket,
-            [
-                func.count().label("executions"),
-                func.count().filter(status == ExecutionStatus.COMPLETED.value).label("completed"),
-                func.count().filter(status == ExecutionStatus.FAILED.value).label("failed"),
-            ],
-            where,
-        )
+    parts = [Part("executions", func.count(), lambda t: func.sum(t.c.executions))]
+    parts += [
+        Part(name, func.count().filter(status == name), _executions_in(name))
+        for name in (ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value)
+    ]
+    stmt = combined(rollup_keys(keys, bucket), parts, where, count="executions", freq=bucket)
     width = len(key_names(keys, bucket))
     rows = []
     for row in fetch(bind, stmt):
@@ -100,30 +86,16 @@ def quality_trend(
     bucket = check_optional_freq(freq)
     where = SummaryFilters.of(filters, **filter_args)
     score = executions.c.quality_score
-    if rollup_can_answer(where, keys):
-        parts = [
-            Part("executions", func.count(), lambda t: func.sum(t.c.scored)),
-            Part("total", func.sum(cast(score, BigInteger)), lambda t: func.sum(t.c.quality_sum)),
-            Part("min_quality", func.min(score), lambda t: func.min(t.c.quality_min), func.min),
-            Part("max_quality", func.max(score), lambda t: func.max(t.c.quality_max), func.max),
-        ]
-        stmt = combined(
-            rollup_keys(keys, bucket), parts, where, count="executions", freq=bucket,
-            raw_where=[score.is_not(None)], rolled_where=lambda t: [t.c.scored > 0],
-        )
-    else:
-        stmt = grouped(
-            keys,
-            bucket,
-            [
-                func.count().label("executions"),
-                ExactSum(score).label("total"),
-                func.min(score).label("min_quality"),
-                func.max(score).label("max_quality"),
-            ],
-            where,
-            score.is_not(None),
-        )
+    parts = [
+        Part("executions", func.count(), lambda t: func.sum(t.c.scored)),
+        Part("total", func.sum(cast(score, BigInteger)), lambda t: func.sum(t.c.quality_sum)),
+        Part("min_quality", func.min(score), lambda t: func.min(t.c.quality_min), func.min),
+        Part("max_quality", func.max(score), lambda t: func.max(t.c.quality_max), func.max),
+    ]
+    stmt = combined(
+        rollup_keys(keys, bucket), parts, where, count="executions", freq=bucket,
+        raw_where=[score.is_not(None)], rolled_where=lambda t: [t.c.scored > 0],
+    )
     width = len(key_names(keys, bucket))
     rows = [
         (*row[:width], int(row.executions), ratio(int(row.total), int(row.executions)),
@@ -177,36 +149,22 @@ def error_analysis(
     message, agent_type = executions.c.error_message, executions.c.agent_type
     failed = ExecutionStatus.FAILED.value
     started = executions.c.started_at
-    if rollup_can_answer(where, ()):
-        stmt = combined(
-            [
-                Key("error_message", message, lambda t: t.c.error_message),
-                Key("agent_type", agent_type, lambda t: t.c.agent_type),
-            ],
-            [
-                Part("failures", func.count(), lambda t: func.sum(t.c.executions)),
-                Part("first_seen", func.min(started), lambda t: func.min(t.c.started_min),
-                     func.min),
-                Part("last_seen", func.max(started), lambda t: func.max(t.c.started_max),
-                     func.max),
-            ],
-            where,
-            count="failures",
-            freq=None,
-            raw_where=[executions.c.status == failed],
-            rolled_where=lambda t: [t.c.status == failed],
-        )
-    else:
-        stmt = where.apply(
-            select(
-                message,
-                agent_type,
-                func.count().label("failures"),
-                func.min(started).label("first_seen"),
-                func.max(started).label("last_seen"),
-            ).where(executions.c.status == failed),
-            executions.c,
-        ).group_by(message, agent_type)
+    stmt = combined(
+        [
+            Key("error_message", message, lambda t: t.c.error_message),
+            Key("agent_type", agent_type, lambda t: t.c.agent_type),
+        ],
+        [
+            Part("failures", func.count(), lambda t: func.sum(t.c.executions)),
+            Part("first_seen", func.min(started), lambda t: func.min(t.c.started_min), func.min),
+            Part("last_seen", func.max(started), lambda t: func.max(t.c.started_max), func.max),
+        ],
+        where,
+        count="failures",
+        freq=None,
+        raw_where=[executions.c.status == failed],
+        rolled_where=lambda t: [t.c.status == failed],
+    )
 
     folded: dict[str | None, tuple[int, set[str], datetime | None, datetime | None]] = {}
     for row in fetch(bind, stmt):

@@ -243,9 +243,10 @@ def combined(
     row (as a grouped one has no group). ``freq``: the period of the ``period`` key (monthly
     rollups serve ``None`` and ``"M"``). ``raw_source`` adds joins to the executions (the
     latest analytics); ``raw_where`` and ``rolled_where`` restrict each side alike.
-    ``histogram``: read the duration histograms instead of the rollups. With a ``period`` key
-    the executions that never started are left out, unless ``unstarted`` (they form a ``NULL``
-    period then), as in :func:`~._shared.grouped`.
+    ``histogram``: read the duration histograms instead of the rollups. Where the rollups
+    cannot answer (:func:`rollup_can_answer`: users), the one branch is the rows'. With a
+    ``period`` key the executions that never started are left out, unless ``unstarted`` (they
+    form a ``NULL`` period then).
     """
     lo, hi = whole_days(filters)
     started = executions.c.started_at
@@ -260,8 +261,9 @@ def combined(
         stmt = filters.apply(stmt.where(*raw_where, *where), executions.c)
         return stmt.group_by(*(key.raw for key in keys)) if keys else stmt
 
-    if lo is not None and hi is not None and lo >= hi:  # no whole day: all from the rows
-        branches = [raw(executions)]
+    no_whole_day = lo is not None and hi is not None and lo >= hi
+    if no_whole_day or not rollup_can_answer(filters, [key.name for key in keys]):
+        branches = [raw(executions)]  # all from the rows
     else:
         query = _Query(keys, parts, dataclasses.replace(filters, since=None, until=None),
                        rolled_where)

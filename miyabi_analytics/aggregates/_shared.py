@@ -1,4 +1,4 @@
-"""What every aggregate shares: the ``by`` keys, the grouped ``SELECT``, the typed frame."""
+"""What every aggregate shares: the ``by`` keys, their SQL, the fetch, the typed frame."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Engine, FromClause, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select
 
-from miyabi_analytics._db.buckets import Freq, UtcBucket, check_freq
+from miyabi_analytics._db.buckets import Freq, check_freq
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.summary import agent_category_of
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics.errors import ValidationError
-from miyabi_analytics.filters import SummaryFilters
 from miyabi_analytics.frames import SUMMARY_DTYPES, UTC_TS, to_frame
 
 __all__ = [
@@ -23,7 +22,6 @@ __all__ = [
     "check_optional_freq",
     "fetch",
     "frame",
-    "grouped",
     "key_expressions",
     "key_names",
     "spec",
@@ -72,32 +70,6 @@ def check_optional_freq(freq: object) -> Freq | None:
 def key_expressions(by: tuple[str, ...]) -> list[ColumnElement[Any]]:
     """The SQL expression of each ``by`` name, on ``agent_executions``."""
     return [_KEY_EXPRESSIONS[name] for name in by]
-
-
-def grouped(
-    by: tuple[str, ...],
-    freq: Freq | None,
-    measures: Sequence[ColumnElement[Any]],
-    filters: SummaryFilters,
-    *where: ColumnElement[bool],
-    source: FromClause = executions,
-    unstarted: bool = False,
-) -> Select[Any]:
-    """``SELECT [period], <by>, <measures> FROM executions WHERE ... GROUP BY [period], <by>``.
-
-    ``unstarted=True`` keeps the rows without ``started_at`` in a ``NULL`` period.
-    """
-    keys = key_expressions(by)
-    conditions = list(where)
-    if freq is not None:
-        keys.insert(0, UtcBucket(executions.c.started_at, freq))
-        if not unstarted:
-            conditions.append(executions.c.started_at.is_not(None))
-    labelled = [key.label(name) for key, name in zip(keys, key_names(by, freq), strict=True)]
-    stmt = select(*labelled, *measures).select_from(source).where(*conditions)
-    stmt = filters.apply(stmt, executions.c)
-    # Without keys an aggregate returns one row even over no rows; only groups with rows appear.
-    return stmt.group_by(*keys) if keys else stmt.having(func.count() > 0)
 
 
 def key_names(by: tuple[str, ...], freq: Freq | None) -> list[str]:

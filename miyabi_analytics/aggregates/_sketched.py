@@ -16,8 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func
 
-from miyabi_analytics._db.rollup.parts import MICROS, high, low
-from miyabi_analytics._db.schema import executions
+from miyabi_analytics._db.rollup.parts import MICROS, TIMED, high, low
 from miyabi_analytics._db.sketch import bucket_key
 from miyabi_analytics._db.tx import snapshot
 from miyabi_analytics.aggregates._exact import MICROS as MICROS_PER_SECOND
@@ -28,7 +27,6 @@ from miyabi_analytics.filters import SummaryFilters
 
 __all__ = ["sketched_rows"]
 
-_TIMED = executions.c.started_at.is_not(None) & executions.c.completed_at.is_not(None)
 
 
 def sketched_rows(
@@ -48,7 +46,7 @@ def sketched_rows(
         where,
         count="executions",
         freq=None,
-        raw_where=[_TIMED],
+        raw_where=[TIMED],
         rolled_where=lambda t: [t.c.timed > 0],
     )
     histogram = combined(
@@ -57,7 +55,7 @@ def sketched_rows(
         where,
         count="n",
         freq=None,
-        raw_where=[_TIMED],
+        raw_where=[TIMED],
         histogram=True,
     )
     width = len(keys)

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.exact import ExactSum
+from miyabi_analytics._db.rollup.parts import TIMED
 from miyabi_analytics._db.schema import executions
 from miyabi_analytics._db.summary import DurationMicros
 from miyabi_analytics._db.tx import begin
@@ -43,7 +44,6 @@ PERCENTILES: Final = (50, 95)
 """The percentiles :func:`duration_stats` reports, in percent (exact integers, not 0.95)."""
 
 _MICROS: Final = DurationMicros(executions.c.started_at, executions.c.completed_at)
-_TIMED: Final = executions.c.started_at.is_not(None) & executions.c.completed_at.is_not(None)
 
 
 def duration_stats(
@@ -120,7 +120,7 @@ def _timed(by: tuple[str, ...], filters: SummaryFilters) -> Subquery:
     order (2.1 s against 0.7 s on 1M executions). SQLite ignores it.
     """
     labelled = [key.label(name) for key, name in zip(key_expressions(by), by, strict=True)]
-    stmt = filters.apply(select(*labelled, _MICROS.label("micros")).where(_TIMED), executions.c)
+    stmt = filters.apply(select(*labelled, _MICROS.label("micros")).where(TIMED), executions.c)
     return stmt.offset(0).subquery("timed")
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 import miyabi_analytics as ma
 from miyabi_analytics._db.schema import analytics, executions
-from miyabi_analytics.aggregates import _business, _outcomes, _timing
+from miyabi_analytics.aggregates import _rollup, _timing
 
 AGENTS = ("MarketingAgent", "SalesAgent", "CRMAgent", "YouTubeAgent")
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -34,9 +34,8 @@ DAYS = 20
 def _rows_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Within the block, every aggregate takes the row-level path."""
     with monkeypatch.context() as patch:
-        for module in (_outcomes, _business, _timing):
-            if hasattr(module, "rollup_can_answer"):
-                patch.setattr(module, "rollup_can_answer", lambda *a, **k: False)
+        for module in (_rollup, _timing):  # combined() asks _rollup's; duration_stats its own
+            patch.setattr(module, "rollup_can_answer", lambda *a, **k: False)
         yield
 
 

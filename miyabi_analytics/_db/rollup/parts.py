@@ -36,6 +36,7 @@ __all__ = [
     "FAILED",
     "HALF",
     "MICROS",
+    "TIMED",
     "analysed_source",
     "day_of_start",
     "error_key",
@@ -53,6 +54,8 @@ FAILED: Final = ExecutionStatus.FAILED.value
 
 MICROS: Final = DurationMicros(executions.c.started_at, executions.c.completed_at)
 """The execution's duration in whole microseconds (NULL unless both stamps are set)."""
+TIMED: Final = executions.c.started_at.is_not(None) & executions.c.completed_at.is_not(None)
+"""The executions with a duration."""
 
 latest = analytics.alias("latest")
 _candidate = analytics.alias("candidate")
