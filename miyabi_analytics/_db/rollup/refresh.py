@@ -56,7 +56,7 @@ from miyabi_analytics._db.schema import (
 from miyabi_analytics._db.schema import (
     monthly_rollup_durations as monthly_durations,
 )
-from miyabi_analytics._db.scope import SCOPE_SETTING
+from miyabi_analytics._db.scope import session_scope
 from miyabi_analytics._db.sketch import bucket_key
 from miyabi_analytics._db.tx import begin
 from miyabi_analytics.errors import ValidationError
@@ -184,21 +184,16 @@ def _now(conn: Connection) -> Any:
     return literal_column(now_sql(Dialect.of(conn)))
 
 
-def _check_unscoped(conn: Connection) -> None:
-    scope = conn.execute(select(func.current_setting(SCOPE_SETTING, True))).scalar()
+def refresh(engine: Engine, *, chunk: int = CHUNK_DAYS) -> Refreshed:
+    """Recompute every day pending when called; see the module's docstring for the guarantees."""
+    postgres = Dialect.of(engine).is_postgresql
+    scope = session_scope(engine)
     if scope:
         raise ValidationError(
             "repository_ids", scope, "refresh_rollups needs an unscoped engine: "
             "a scoped session sees only its repositories' rows"
         )
-
-
-def refresh(engine: Engine, *, chunk: int = CHUNK_DAYS) -> Refreshed:
-    """Recompute every day pending when called; see the module's docstring for the guarantees."""
-    postgres = Dialect.of(engine).is_postgresql
     with begin(engine) as conn:
-        if postgres:
-            _check_unscoped(conn)
         ceiling = conn.execute(select(func.max(rollup_pending.c.id))).scalar()
     total_days = 0
     while ceiling is not None:
