@@ -146,7 +146,7 @@ def upgrade() -> None:
                 f"CREATE POLICY {POLICY} ON {table} FOR ALL USING ({_SCOPE}) WITH CHECK ({_SCOPE})"
             )
     op.execute(backfill_marks_sql(dialect))
-    for statement in create_marks_ddl(dialect):
+    for statement in create_marks_ddl(dialect, unstarted=False):
         op.execute(statement)
 
 

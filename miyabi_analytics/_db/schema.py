@@ -12,6 +12,7 @@ from typing import Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    true,
 )
 from sqlalchemy.schema import SchemaItem
 
@@ -185,6 +187,8 @@ def _rollup_table(name: str) -> Table:
         *_rollup_keys(),
         # failed rows only (NULL otherwise): error_analysis groups failures by their message
         Column("error_message", Text, nullable=True),
+        # false: executions that never started, under the day they were created (revision 0012)
+        Column("started", Boolean, nullable=False, server_default=true()),
         *_counts("executions", "scored", "timed", "analysed"),
         *_values("quality_sum", "quality_sq_sum"),
         *_values("quality_min", "quality_max", type_=Integer),

@@ -1,8 +1,10 @@
 """One aggregate answered from the rollups where they are settled and from the rows elsewhere.
 
 A window ``[since, until)`` splits into whole UTC months, the whole UTC days around them, and
-the partial days at its edges (plus, with no ``since``, the executions that never started). The
-statement is a ``UNION ALL`` of grouped branches, summed (or min/max-ed) by the outer query:
+the partial days at its edges. All time (no bound) also counts the executions that never
+started, which the rollups keep under their creation day (``started`` false; a window on
+``started_at`` leaves them out of every branch). The statement is a ``UNION ALL`` of grouped
+branches, summed (or min/max-ed) by the outer query:
 
 - whole months none of whose days is pending: their monthly rollup rows (only when the answer
   is per month or not per period: a month row cannot be split into days or weeks);
@@ -32,6 +34,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    case,
     false,
     func,
     or_,
@@ -40,6 +43,7 @@ from sqlalchemy import (
 )
 
 from miyabi_analytics._db.buckets import Freq, UtcBucket
+from miyabi_analytics._db.rollup.parts import on_days
 from miyabi_analytics._db.schema import (
     executions,
     monthly_rollup_durations,
@@ -224,6 +228,22 @@ def _and(*clauses: ColumnElement[bool]) -> ColumnElement[bool]:
     return and_(*clauses) if clauses else ~false()
 
 
+def _started_only(
+    keys: Sequence[Key], rolled_where: Callable[[Table], Sequence[ColumnElement[bool]]],
+    roll_unstarted: bool,
+) -> tuple[Sequence[Key], Callable[[Table], Sequence[ColumnElement[bool]]]]:
+    """The rollup side without its never-started rows, or with them in a ``NULL`` period."""
+    if not roll_unstarted:
+        return keys, lambda table: [*rolled_where(table), table.c.started]
+
+    def unless_unstarted(key: Key) -> Key:
+        if key.name != "period":
+            return key
+        return Key(key.name, key.raw, lambda table: case((table.c.started, key.rolled(table))))
+
+    return [unless_unstarted(key) for key in keys], rolled_where
+
+
 def combined(
     keys: Sequence[Key],
     parts: Sequence[Part],
@@ -252,6 +272,10 @@ def combined(
     started = executions.c.started_at
     if freq is not None and not unstarted:
         raw_where = [*raw_where, started.is_not(None)]
+    # All time: the never-started rows are rolled up (under their creation day) and read so.
+    roll_unstarted = lo is None and hi is None and (freq is None or unstarted)
+    if not histogram:  # (histograms hold durations: started rows only)
+        keys, rolled_where = _started_only(keys, rolled_where, roll_unstarted)
 
     def raw(source: FromClause, *where: ColumnElement[bool]) -> Select[Any]:
         stmt = select(
@@ -273,15 +297,24 @@ def combined(
             .distinct()
             .subquery("pending_days")
         )
-        on_pending_day = and_(started >= pending.c.day, started < pending.c.next_day)
-        edges: list[ColumnElement[bool]] = [started.is_(None) if lo is None else started < lo]
+        on_pending_day = (
+            on_days(pending.c.day, pending.c.next_day)
+            if roll_unstarted
+            else and_(started >= pending.c.day, started < pending.c.next_day)
+        )
+        edges: list[ColumnElement[bool]] = []
+        if lo is not None:
+            edges.append(started < lo)
+        elif not roll_unstarted:
+            edges.append(started.is_(None))
         if hi is not None:
             edges.append(started >= hi)
         branches = [
             *_rolled_branches(query, lo, hi, freq in (None, "M"), histogram),
             raw(executions.join(pending, on_pending_day)),
-            raw(executions, or_(false(), *edges)),
         ]
+        if edges:
+            branches.append(raw(executions, or_(*edges)))
     every = union_all(*branches).subquery("parts")
     outer = select(
         *(every.c[key.name] for key in keys),

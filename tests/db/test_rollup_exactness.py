@@ -2,10 +2,12 @@
 
 A seeded random history is changed step by step with plain SQL (as the Rust agents or psql
 would write: no package code on the write path): inserts, status moves, quality rescored,
-started_at moved to another day, executions deleted (as purge does), analytics rows added and
-removed. ``refresh_rollups`` runs at random points, so some days are settled and some pending at
-every check. After each step every aggregate (each ``by``, each ``freq``, whole-day and
-partial-day windows, filters) must give the frame the row-level path gives, bit for bit.
+started_at moved to another day, queued executions started or their creation restated (the
+rollups keep never-started executions under their creation day), executions deleted (as purge
+does), analytics rows added and removed. ``refresh_rollups`` runs at random points, so some
+days are settled and some pending at every check. After each step every aggregate (each
+``by``, each ``freq``, whole-day and partial-day windows, filters) must give the frame the
+row-level path gives, bit for bit.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 import miyabi_analytics as ma
 from miyabi_analytics._db.schema import analytics, executions
-from miyabi_analytics.aggregates import _rollup, _timing
+from miyabi_analytics.aggregates import _rollup, _timing, business_metrics_with_unstarted
 
 AGENTS = ("MarketingAgent", "SalesAgent", "CRMAgent", "YouTubeAgent")
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -50,6 +52,7 @@ def _cases(repos: list[uuid.UUID]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
         {"until": START + timedelta(days=6, hours=12)},
         {"repository_id": repos[0], "statuses": ["completed", "failed"],
          "agent_types": AGENTS[:2], "since": START + timedelta(days=1, hours=3)},
+        {"repository_id": repos[1], "statuses": ["pending", "failed"]},
     ]
     for i, window in enumerate(windows):
         for by, freq in ((None, "D"), ("agent_type", None), ("agent_category", "W"),
@@ -61,6 +64,8 @@ def _cases(repos: list[uuid.UUID]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
             yield f"business_metrics[{i}]({by},{freq})", ma.business_metrics, {
                 "by": by, "freq": freq, **window}
         yield f"error_analysis[{i}]", ma.error_analysis, dict(window)
+        yield f"business_metrics_with_unstarted[{i}]", business_metrics_with_unstarted, {
+            "by": "agent_category", "freq": "M", "unstarted": True, **window}
 
 
 def _now_stamp(rng: random.Random) -> datetime:
@@ -93,10 +98,26 @@ class Fleet:
                 if done else None,
                 "error_message": self.rng.choice(["timeout", "rate limit", None])
                 if status == "failed" else None,
-                "created_at": START, "updated_at": START,
+                "created_at": self._created(), "updated_at": START,
             })
         with self.engine.begin() as conn:
             conn.execute(insert(executions), rows)
+
+    def _created(self) -> datetime:
+        """Before every start; some in the month before (never-started rows roll up there)."""
+        return START - timedelta(hours=self.rng.randrange(72))
+
+    def start(self) -> None:
+        for row in self._some(executions.c.status == "pending", k=2):
+            with self.engine.begin() as conn:
+                conn.execute(update(executions).where(executions.c.id == row.id).values(
+                    status="running", started_at=_now_stamp(self.rng)))
+
+    def requeue(self) -> None:
+        for row in self._some(executions.c.status == "pending", k=2):
+            with self.engine.begin() as conn:
+                conn.execute(update(executions).where(executions.c.id == row.id).values(
+                    created_at=self._created()))
 
     def _some(self, where: Any = None, k: int = 3) -> list[Any]:
         stmt = select(executions.c.id, executions.c.status, executions.c.started_at)
@@ -178,7 +199,8 @@ def test_rollup_equals_rows_through_late_changes(engine, monkeypatch, seed):
     fleet = Fleet(engine, rng)
     fleet.insert(150)
     steps = [fleet.finish, fleet.rescore, fleet.move, fleet.heartbeat, fleet.purge,
-             fleet.analyse, fleet.unanalyse, lambda: fleet.insert(12)]
+             fleet.analyse, fleet.unanalyse, lambda: fleet.insert(12), fleet.start,
+             fleet.requeue]
     fleet.analyse()
     ma.refresh_rollups(engine)
     assert not ma.rollup_status(engine).stale
@@ -191,7 +213,7 @@ def test_rollup_equals_rows_through_late_changes(engine, monkeypatch, seed):
         compared += _compare(engine, fleet, monkeypatch, f"step {i}")
     ma.refresh_rollups(engine)
     compared += _compare(engine, fleet, monkeypatch, "after the last refresh")
-    assert compared == 12 * 7 * (4 * 3 + 1)
+    assert compared == 12 * 8 * (4 * 3 + 2)
 
 
 def test_purge_and_restore_keep_the_rollup_exact(engine, monkeypatch, tmp_path):
@@ -224,4 +246,4 @@ def test_purge_and_restore_keep_the_rollup_exact(engine, monkeypatch, tmp_path):
     ma.refresh_rollups(engine)
     compared += _compare(engine, fleet, monkeypatch, "after restore and refresh")
     assert ma.success_rates(engine, by=None)["executions"].tolist() == [123]
-    assert compared == 4 * 7 * (4 * 3 + 1)
+    assert compared == 4 * 8 * (4 * 3 + 2)

@@ -55,16 +55,56 @@ def test_a_new_database_has_a_fresh_empty_rollup(engine):
     assert "never refreshed" in status.describe()
 
 
-def test_plain_sql_inserts_mark_their_days_and_unstarted_rows_mark_none(engine):
+def test_plain_sql_inserts_mark_their_days_and_unstarted_rows_their_creation_day(engine):
     _days(engine, n=3)
+    queued = DAY - timedelta(days=5)
     with engine.begin() as conn:
-        conn.execute(insert(executions), [_row(None, status="pending")])
-    assert _pending(engine) == {DAY + timedelta(days=d) for d in range(3)}
+        conn.execute(insert(executions), [_row(None, status="pending", created_at=queued)])
+    assert _pending(engine) == {DAY + timedelta(days=d) for d in range(3)} | {queued}
     done = ma.refresh_rollups(engine)
-    assert (done.days, done.remaining) == (3, 0)
+    assert (done.days, done.remaining) == (4, 0)
     assert _pending(engine) == set()
-    assert _rolled_total(engine) == 12  # the pending row has no day: read from the rows
+    assert _rolled_total(engine) == 13  # the pending row under the day it was created
+    with engine.connect() as conn:
+        unstarted = conn.execute(
+            select(rollups.c.day, rollups.c.executions).where(~rollups.c.started)
+        ).all()
+    assert unstarted == [(queued, 1)]
     assert ma.success_rates(engine, by=None)["executions"].tolist() == [13]
+    # a window (on started_at) never counts it, whichever bound it has
+    assert ma.success_rates(engine, by=None, since=queued)["executions"].tolist() == [12]
+    assert ma.success_rates(engine, by=None, until=DAY + timedelta(days=1))[
+        "executions"].tolist() == [4]
+    assert ma.success_rates(engine, by=None, freq="D")["executions"].sum() == 12
+
+
+def test_an_unstarted_row_that_starts_moves_from_its_creation_day(engine):
+    queued = DAY - timedelta(days=5)
+    row = _row(None, status="pending", created_at=queued)
+    with engine.begin() as conn:
+        conn.execute(insert(executions), [row])
+    ma.refresh_rollups(engine)
+    with engine.begin() as conn:
+        conn.execute(update(executions).where(executions.c.id == row["id"])
+                     .values(status="running", started_at=DAY))
+    assert _pending(engine) == {queued, DAY}
+    assert ma.success_rates(engine, by=None, since=DAY)["executions"].tolist() == [1]
+    ma.refresh_rollups(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select(rollups.c.day, rollups.c.started)).all() == [(DAY, True)]
+    other = _row(None, status="pending", created_at=queued)
+    with engine.begin() as conn:  # another queued row, whose creation is then restated
+        conn.execute(insert(executions), [other])
+    ma.refresh_rollups(engine)
+    with engine.begin() as conn:
+        conn.execute(update(executions).where(executions.c.id == other["id"])
+                     .values(created_at=queued - timedelta(days=1)))
+    assert _pending(engine) == {queued, queued - timedelta(days=1)}
+    ma.refresh_rollups(engine)
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(rollups.c.day, rollups.c.started)).all()) == [
+            (queued - timedelta(days=1), False), (DAY, True)]
+    assert ma.success_rates(engine, by=None)["executions"].tolist() == [2]
 
 
 def test_a_heartbeat_marks_nothing_and_a_rescore_marks_its_day(engine):

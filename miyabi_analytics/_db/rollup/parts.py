@@ -22,6 +22,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    or_,
     select,
 )
 
@@ -38,12 +39,14 @@ __all__ = [
     "MICROS",
     "TIMED",
     "analysed_source",
+    "day_of_row",
     "day_of_start",
     "error_key",
     "high",
     "joined",
     "latest",
     "low",
+    "on_days",
     "rollup_measures",
     "split",
 ]
@@ -139,3 +142,17 @@ def rollup_measures() -> list[ColumnElement[Any]]:
 def day_of_start() -> ColumnElement[Any]:
     """The UTC day ``started_at`` falls on (midnight, as an aware timestamp)."""
     return UtcBucket(executions.c.started_at, "D")
+
+
+def day_of_row() -> ColumnElement[Any]:
+    """The UTC day a rollup keeps an execution under: its start's, or its creation's if none."""
+    return UtcBucket(func.coalesce(executions.c.started_at, executions.c.created_at), "D")
+
+
+def on_days(day: ColumnElement[Any], next_day: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The executions a rollup keeps under the days ``[day, next_day)`` (two index ranges)."""
+    started, created = executions.c.started_at, executions.c.created_at
+    return or_(
+        and_(started >= day, started < next_day),
+        and_(started.is_(None), created >= day, created < next_day),
+    )

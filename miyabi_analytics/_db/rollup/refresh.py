@@ -39,9 +39,11 @@ from sqlalchemy import (
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.rollup.parts import (
     MICROS,
+    day_of_row,
     day_of_start,
     error_key,
     joined,
+    on_days,
     rollup_measures,
 )
 from miyabi_analytics._db.rules.defaults import now_sql
@@ -102,17 +104,17 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
     on_day = and_(started >= days.c.day, started < days.c.next_day)
     conn.execute(delete(rollups).where(rollups.c.day.in_(chosen)))
     conn.execute(delete(rollup_durations).where(rollup_durations.c.day.in_(chosen)))
-    keys = [
-        day_of_start().label("day"),
-        executions.c.agent_type,
-        executions.c.repository_id,
-        executions.c.status,
-    ]
+    kind = [executions.c.agent_type, executions.c.repository_id, executions.c.status]
+    is_started = started.is_not(None)
     rolled = (
-        select(*keys, error_key().label("error_message"), *rollup_measures())
-        .select_from(joined(executions.join(days, on_day)))
-        .group_by(*keys, error_key())
+        select(
+            day_of_row().label("day"), *kind, error_key().label("error_message"),
+            is_started.label("started"), *rollup_measures(),
+        )
+        .select_from(joined(executions.join(days, on_days(days.c.day, days.c.next_day))))
+        .group_by(day_of_row(), *kind, error_key(), is_started)
     )
+    keys = [day_of_start().label("day"), *kind]
     conn.execute(
         insert(rollups).from_select([c.name for c in rolled.selected_columns], rolled)
     )
@@ -137,7 +139,9 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
 _ANALYSED: Final = (rollups, monthly_rollups, rollup_durations, monthly_durations, rollup_pending)
 """Analysed after a refresh on PostgreSQL (a role that does not own them is skipped, warned)."""
 
-_KEYS: Final = ("day", "agent_type", "repository_id", "status", "error_message", "bucket")
+_KEYS: Final = (
+    "day", "agent_type", "repository_id", "status", "error_message", "started", "bucket"
+)
 
 
 def _merged(column: Any) -> Any:

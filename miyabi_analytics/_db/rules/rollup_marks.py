@@ -2,7 +2,10 @@
 
 Any change that can move an aggregate of a UTC day (an execution inserted, deleted, or updated
 in a column the rollups keep; an analytics row inserted, deleted or updated) adds that day (and,
-for an update that moves a row, the day it left) to ``agent_execution_rollup_pending``. Readers
+for an update that moves a row, the day it left) to ``agent_execution_rollup_pending``. An
+execution's day is that of ``started_at``, or of ``created_at`` while it has not started
+(revision 0012: the rollups keep never-started executions under their creation day; revision
+0011's triggers marked started days only). Readers
 take pending days from the rows and every other day from the rollup, so an answer is exact
 however stale the rollup is; ``refresh_rollups`` recomputes pending days and clears their marks.
 
@@ -42,6 +45,7 @@ PENDING: Final = "agent_execution_rollup_pending"
 
 KEPT_COLUMNS: Final = (
     "started_at",
+    "created_at",
     "completed_at",
     "status",
     "agent_type",
@@ -76,6 +80,11 @@ _PG: Final = (
 )
 MARK_TRIGGERS: Final = tuple(name for _, _, name in _PG)
 _MIDNIGHT: Final = "' 00:00:00.000000+00:00'"
+
+
+def _day_of(row: str, *, unstarted: bool) -> str:
+    """The timestamp whose UTC day holds ``row``'s execution (``row``: a prefix, ``NEW.``)."""
+    return f"coalesce({row}started_at, {row}created_at)" if unstarted else f"{row}started_at"
 
 
 def _pg_day(ts: str) -> str:
@@ -142,20 +151,23 @@ def _sqlite_changed(columns: tuple[str, ...]) -> str:
     return " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in columns)
 
 
-def _pg_bodies() -> dict[str, str]:
-    of_execution = f"(SELECT e.started_at FROM {EXECUTIONS} e WHERE e.id = {{row}}.execution_id)"  # noqa: S608
+def _pg_bodies(unstarted: bool) -> dict[str, str]:
+    def day(row: str) -> str:
+        return _day_of(row, unstarted=unstarted)
+
+    of_execution = f"(SELECT {day('e.')} FROM {EXECUTIONS} e WHERE e.id = {{row}}.execution_id)"  # noqa: S608
     joined = f"rows_ r JOIN {EXECUTIONS} e ON e.id = r.execution_id"
     return {
-        "miyabi_rollup_mark_inserted": _pg_mark_days("started_at", "new_rows"),
-        "miyabi_rollup_mark_deleted": _pg_mark_days("started_at", "old_rows"),
+        "miyabi_rollup_mark_inserted": _pg_mark_days(day(""), "new_rows"),
+        "miyabi_rollup_mark_deleted": _pg_mark_days(day(""), "old_rows"),
         "miyabi_rollup_mark_moved": _pg_mark_days(
-            "s", "(VALUES (OLD.started_at), (NEW.started_at)) AS v(s)"
+            "s", f"(VALUES ({day('OLD.')}), ({day('NEW.')})) AS v(s)"
         ),
         "miyabi_rollup_mark_analysed": _pg_mark_days(
-            "e.started_at", joined.replace("rows_", "new_rows")
+            day("e."), joined.replace("rows_", "new_rows")
         ),
         "miyabi_rollup_mark_unanalysed": _pg_mark_days(
-            "e.started_at", joined.replace("rows_", "old_rows")
+            day("e."), joined.replace("rows_", "old_rows")
         ),
         "miyabi_rollup_mark_reanalysed": _pg_mark_days(
             "s",
@@ -165,9 +177,12 @@ def _pg_bodies() -> dict[str, str]:
     }
 
 
-def create_marks_ddl(dialect: Dialect) -> list[str]:
-    """The triggers (and PostgreSQL functions) that mark the days a change touches."""
-    return _pg_ddl() if dialect.is_postgresql else _sqlite_ddl()
+def create_marks_ddl(dialect: Dialect, *, unstarted: bool = True) -> list[str]:
+    """The triggers (and PostgreSQL functions) that mark the days a change touches.
+
+    ``unstarted=False``: revision 0011's, which marked the days of started executions only.
+    """
+    return _pg_ddl(unstarted) if dialect.is_postgresql else _sqlite_ddl(unstarted)
 
 
 def drop_marks_ddl(dialect: Dialect) -> list[str]:
@@ -179,19 +194,29 @@ def drop_marks_ddl(dialect: Dialect) -> list[str]:
     return [f"DROP TRIGGER IF EXISTS {name}" for name in MARK_TRIGGERS]
 
 
-def backfill_marks_sql(dialect: Dialect) -> str:
-    """Mark every day that has executions: a new rollup is empty, so all of it is pending."""
+def backfill_marks_sql(dialect: Dialect, *, only_unstarted: bool = False) -> str:
+    """Mark every day that has executions: a new rollup is empty, so all of it is pending.
+
+    ``only_unstarted``: the creation days of the executions that never started (revision 0012,
+    whose rollups first hold them).
+    """
+    day = "created_at" if only_unstarted else "started_at"
+    where = "started_at IS NULL" if only_unstarted else "started_at IS NOT NULL"
     if dialect.is_postgresql:
-        return _pg_mark_days("started_at", EXECUTIONS)
+        source = (
+            f"(SELECT created_at FROM {EXECUTIONS} WHERE {where}) AS unstarted"  # noqa: S608
+            if only_unstarted
+            else EXECUTIONS
+        )
+        return _pg_mark_days(day, source)
     return (
         f"INSERT INTO {PENDING} ({_MARK_COLUMNS}) "  # noqa: S608 (DDL from module constants)
-        f"SELECT DISTINCT {_sqlite_bounds('started_at')} "
-        f"FROM {EXECUTIONS} WHERE started_at IS NOT NULL"
+        f"SELECT DISTINCT {_sqlite_bounds(day)} FROM {EXECUTIONS} WHERE {where}"
     )
 
 
-def _pg_ddl() -> list[str]:
-    bodies = _pg_bodies()
+def _pg_ddl(unstarted: bool) -> list[str]:
+    bodies = _pg_bodies(unstarted)
     out = []
     for table, event, name in _PG:
         out.append(
@@ -203,7 +228,7 @@ def _pg_ddl() -> list[str]:
             f"pg_temp', current_schema()); END $$"
         )
         if event == "UPDATE":
-            kept = KEPT_COLUMNS if table == EXECUTIONS else _ANALYTICS_KEPT
+            kept = _kept(unstarted) if table == EXECUTIONS else _ANALYTICS_KEPT
             timing = f"FOR EACH ROW WHEN ({_changed(kept)})"
         else:
             rows = "NEW TABLE AS new_rows" if event == "INSERT" else "OLD TABLE AS old_rows"
@@ -224,16 +249,23 @@ def _sqlite_mark(started: str) -> str:
     )
 
 
-def _sqlite_ddl() -> list[str]:
+def _kept(unstarted: bool) -> tuple[str, ...]:
+    return KEPT_COLUMNS if unstarted else tuple(c for c in KEPT_COLUMNS if c != "created_at")
+
+
+def _sqlite_ddl(unstarted: bool) -> list[str]:
+    def day(row: str) -> str:
+        return _day_of(row, unstarted=unstarted)
+
     def of_execution(row: str) -> str:
-        return f"(SELECT e.started_at FROM {EXECUTIONS} e WHERE e.id = {row}.execution_id)"  # noqa: S608
+        return f"(SELECT {day('e.')} FROM {EXECUTIONS} e WHERE e.id = {row}.execution_id)"  # noqa: S608
 
     marks = {
-        "miyabi_rollup_mark_inserted": ("", [_sqlite_mark("NEW.started_at")]),
-        "miyabi_rollup_mark_deleted": ("", [_sqlite_mark("OLD.started_at")]),
+        "miyabi_rollup_mark_inserted": ("", [_sqlite_mark(day("NEW."))]),
+        "miyabi_rollup_mark_deleted": ("", [_sqlite_mark(day("OLD."))]),
         "miyabi_rollup_mark_moved": (
-            f"WHEN {_sqlite_changed(KEPT_COLUMNS)}",
-            [_sqlite_mark("OLD.started_at"), _sqlite_mark("NEW.started_at")],
+            f"WHEN {_sqlite_changed(_kept(unstarted))}",
+            [_sqlite_mark(day("OLD.")), _sqlite_mark(day("NEW."))],
         ),
         "miyabi_rollup_mark_analysed": ("", [_sqlite_mark(of_execution("NEW"))]),
         "miyabi_rollup_mark_unanalysed": ("", [_sqlite_mark(of_execution("OLD"))]),
