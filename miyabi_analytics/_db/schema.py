@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -226,6 +227,18 @@ rollup_durations = _histogram_table("agent_execution_rollup_durations")
 
 monthly_rollup_durations = _histogram_table("agent_execution_rollup_durations_monthly")
 """The histograms of :data:`monthly_rollups`' keys."""
+
+total_rollup_durations = Table(
+    "agent_execution_rollup_durations_total",
+    metadata,
+    *_rollup_keys()[1:],
+    Column("bucket", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("agent_type", "repository_id", "status", "bucket"),
+)
+"""The sum of every month's histogram (revision 0013), kept equal to it by each refresh: an
+all-time histogram reads this, less the months with a pending day, whatever the history's
+length (buckets times keys rows)."""
 
 rollup_pending = Table(
     "agent_execution_rollup_pending",

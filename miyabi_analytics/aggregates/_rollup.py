@@ -15,9 +15,11 @@ branches, summed (or min/max-ed) by the outer query:
 
 Each execution is counted in exactly one branch, and the pending marks are read in the same
 statement, hence the same snapshot, as the rollups: the answer equals the row-level one however
-stale the rollups are; staleness only costs time. A window costs its months' and days' rollup
-rows plus its edges and pending days, not the history outside it; all time costs twelve rows a
-year per key.
+stale the rollups are; staleness only costs time. All-time duration histograms read one level
+more: the all-time histogram (kept equal to the sum of the months by each refresh), less the
+months with a pending day (negated counts), in place of every settled month. A window costs its
+months' and days' rollup rows plus its edges and pending days, not the history outside it; all
+time costs twelve rows a year per key (the histograms: one set per key).
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ from sqlalchemy import (
     case,
     false,
     func,
+    literal_column,
     or_,
     select,
     union_all,
 )
+from sqlalchemy.sql import functions
 
 from miyabi_analytics._db.buckets import Freq, UtcBucket
 from miyabi_analytics._db.rollup.parts import on_days
@@ -51,6 +55,7 @@ from miyabi_analytics._db.schema import (
     rollup_durations,
     rollup_pending,
     rollups,
+    total_rollup_durations,
 )
 from miyabi_analytics._db.summary import agent_category_of
 from miyabi_analytics.filters import SummaryFilters
@@ -175,11 +180,19 @@ class _Query:
     untimed: SummaryFilters
     rolled_where: Callable[[Table], Sequence[ColumnElement[bool]]]
 
-    def rolled(self, table: Table, source: FromClause, *where: ColumnElement[bool]) -> Select[Any]:
+    def rolled(
+        self, table: Table, source: FromClause, *where: ColumnElement[bool], less: bool = False
+    ) -> Select[Any]:
+        """The grouped rollup rows; ``less``: negated, to take them away from a total."""
+        if less and not all(
+            isinstance(part.merge(literal_column("0")), functions.sum) for part in self.parts
+        ):
+            raise ValueError("only sums can be taken away")
         stmt = (
             select(
                 *(key.rolled(table).label(key.name) for key in self.keys),
-                *(part.rolled(table).label(part.name) for part in self.parts),
+                *((-part.rolled(table) if less else part.rolled(table)).label(part.name)
+                  for part in self.parts),
             )
             .select_from(source)
             .where(*self.untimed.clauses(table.c), *self.rolled_where(table), *where)
@@ -202,6 +215,18 @@ def _rolled_branches(
     if lo_m is not None and hi_m is not None and lo_m >= hi_m:
         return [query.rolled(daily, daily, *_within(daily.c.day, lo, hi), settled_day)]
     pending_months = select(rollup_pending.c.month)
+    if histogram and lo_m is None and hi_m is None:  # all time: the total, less stale months
+        whole: list[Select[Any]] = [
+            query.rolled(total_rollup_durations, total_rollup_durations),
+            query.rolled(monthly, monthly, monthly.c.day.in_(pending_months), less=True),
+        ]
+    else:
+        whole = [
+            query.rolled(
+                monthly, monthly, *_within(monthly.c.day, lo_m, hi_m),
+                monthly.c.day.not_in(pending_months),
+            )
+        ]
     outside: list[ColumnElement[bool]] = []
     if lo_m is not None:
         outside.append(_and(*_within(daily.c.day, lo, lo_m)))
@@ -215,10 +240,7 @@ def _rolled_branches(
     )
     in_unsettled = and_(daily.c.day >= unsettled.c.month, daily.c.day < unsettled.c.next_month)
     return [
-        query.rolled(
-            monthly, monthly, *_within(monthly.c.day, lo_m, hi_m),
-            monthly.c.day.not_in(pending_months),
-        ),
+        *whole,
         query.rolled(daily, daily, or_(false(), *outside), settled_day),
         query.rolled(daily, daily.join(unsettled, in_unsettled), settled_day),
     ]

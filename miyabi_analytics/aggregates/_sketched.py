@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func
+from sqlalchemy import Connection, Engine, Select, func
 
 from miyabi_analytics._db.rollup.parts import MICROS, TIMED, high, low
 from miyabi_analytics._db.sketch import bucket_key
@@ -25,8 +25,20 @@ from miyabi_analytics.aggregates._rollup import Key, Part, combined, joined_sum,
 from miyabi_analytics.aggregates._sketch import quantiles
 from miyabi_analytics.filters import SummaryFilters
 
-__all__ = ["sketched_rows"]
+__all__ = ["histogram_statement", "sketched_rows"]
 
+
+def histogram_statement(keys: tuple[str, ...], where: SummaryFilters) -> Select[Any]:
+    """``(<keys>, bucket, n)``: the selection's duration histogram, rollups plus rows."""
+    return combined(
+        [*rollup_keys(keys, None), Key("bucket", bucket_key(MICROS), lambda t: t.c.bucket)],
+        [Part("n", func.count(), lambda t: func.sum(t.c["count"]))],
+        where,
+        count="n",
+        freq=None,
+        raw_where=[TIMED],
+        histogram=True,
+    )
 
 
 def sketched_rows(
@@ -49,21 +61,13 @@ def sketched_rows(
         raw_where=[TIMED],
         rolled_where=lambda t: [t.c.timed > 0],
     )
-    histogram = combined(
-        [*group_keys, Key("bucket", bucket_key(MICROS), lambda t: t.c.bucket)],
-        [Part("n", func.count(), lambda t: func.sum(t.c["count"]))],
-        where,
-        count="n",
-        freq=None,
-        raw_where=[TIMED],
-        histogram=True,
-    )
     width = len(keys)
     with snapshot(bind, jit=False) as conn:  # the histogram and the counts agree
         summaries = conn.execute(stats).all()
         counts: dict[tuple[Any, ...], dict[int, int]] = defaultdict(dict)
-        for row in conn.execute(histogram):
-            counts[tuple(row[:width])][int(row.bucket)] = int(row.n)
+        for row in conn.execute(histogram_statement(keys, where)):
+            if row.n:  # (the all-time histogram keeps a bucket that emptied, at 0)
+                counts[tuple(row[:width])][int(row.bucket)] = int(row.n)
     out = []
     for row in summaries:
         n = int(row.executions)

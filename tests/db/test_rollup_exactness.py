@@ -26,6 +26,8 @@ from sqlalchemy import Engine, delete, insert, select, update
 import miyabi_analytics as ma
 from miyabi_analytics._db.schema import analytics, executions
 from miyabi_analytics.aggregates import _rollup, _timing, business_metrics_with_unstarted
+from miyabi_analytics.aggregates._sketched import histogram_statement
+from miyabi_analytics.filters import SummaryFilters
 
 AGENTS = ("MarketingAgent", "SalesAgent", "CRMAgent", "YouTubeAgent")
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -66,6 +68,15 @@ def _cases(repos: list[uuid.UUID]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
         yield f"error_analysis[{i}]", ma.error_analysis, dict(window)
         yield f"business_metrics_with_unstarted[{i}]", business_metrics_with_unstarted, {
             "by": "agent_category", "freq": "M", "unstarted": True, **window}
+        yield f"duration histogram[{i}]", _histogram, dict(window)
+
+
+def _histogram(engine: Engine, **window: Any) -> pd.DataFrame:
+    """``duration_stats(exact=False)``'s bucket counts, which must be exact too."""
+    statement = histogram_statement(("agent_type",), SummaryFilters.of(None, **window))
+    with engine.connect() as conn:
+        rows = [tuple(row) for row in conn.execute(statement) if row.n]
+    return pd.DataFrame(sorted(rows), columns=["agent_type", "bucket", "n"])
 
 
 def _now_stamp(rng: random.Random) -> datetime:
@@ -213,7 +224,7 @@ def test_rollup_equals_rows_through_late_changes(engine, monkeypatch, seed):
         compared += _compare(engine, fleet, monkeypatch, f"step {i}")
     ma.refresh_rollups(engine)
     compared += _compare(engine, fleet, monkeypatch, "after the last refresh")
-    assert compared == 12 * 8 * (4 * 3 + 2)
+    assert compared == 12 * 8 * (4 * 3 + 3)
 
 
 def test_purge_and_restore_keep_the_rollup_exact(engine, monkeypatch, tmp_path):
@@ -246,4 +257,4 @@ def test_purge_and_restore_keep_the_rollup_exact(engine, monkeypatch, tmp_path):
     ma.refresh_rollups(engine)
     compared += _compare(engine, fleet, monkeypatch, "after restore and refresh")
     assert ma.success_rates(engine, by=None)["executions"].tolist() == [123]
-    assert compared == 4 * 8 * (4 * 3 + 2)
+    assert compared == 4 * 8 * (4 * 3 + 3)

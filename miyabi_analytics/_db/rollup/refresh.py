@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     and_,
@@ -35,6 +36,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.rollup.parts import (
@@ -57,6 +60,9 @@ from miyabi_analytics._db.schema import (
 )
 from miyabi_analytics._db.schema import (
     monthly_rollup_durations as monthly_durations,
+)
+from miyabi_analytics._db.schema import (
+    total_rollup_durations as total_durations,
 )
 from miyabi_analytics._db.scope import session_scope
 from miyabi_analytics._db.sketch import bucket_key
@@ -136,7 +142,9 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
     return len(chosen)
 
 
-_ANALYSED: Final = (rollups, monthly_rollups, rollup_durations, monthly_durations, rollup_pending)
+_ANALYSED: Final = (
+    rollups, monthly_rollups, rollup_durations, monthly_durations, total_durations, rollup_pending
+)
 """Analysed after a refresh on PostgreSQL (a role that does not own them is skipped, warned)."""
 
 _KEYS: Final = (
@@ -161,7 +169,10 @@ def _months(conn: Connection, chosen: list[datetime]) -> None:
     )
     for daily, monthly in ((rollups, monthly_rollups), (rollup_durations, monthly_durations)):
         keys = [daily.c[name] for name in _KEYS[1:] if name in daily.c]
-        conn.execute(delete(monthly).where(monthly.c.day.in_(select(months.c.month))))
+        in_months = monthly.c.day.in_(select(months.c.month))
+        if monthly is monthly_durations:
+            _add_to_total(conn, in_months, -1)
+        conn.execute(delete(monthly).where(in_months))
         in_month = and_(daily.c.day >= months.c.month, daily.c.day < months.c.next_month)
         summed = (
             select(
@@ -175,6 +186,27 @@ def _months(conn: Connection, chosen: list[datetime]) -> None:
         conn.execute(
             insert(monthly).from_select([c.name for c in summed.selected_columns], summed)
         )
+    _add_to_total(conn, monthly_durations.c.day.in_(select(months.c.month)), 1)
+
+
+_TOTAL_KEYS: Final = ("agent_type", "repository_id", "status", "bucket")
+
+
+def _add_to_total(conn: Connection, which: ColumnElement[bool], sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) the chosen months' histograms to the all-time one.
+
+    An upsert per key and bucket (the table's primary key), so the table stays buckets times
+    keys rows whatever the history's length. A bucket that empties keeps a zero row.
+    """
+    keys = [monthly_durations.c[name] for name in _TOTAL_KEYS]
+    summed = func.sum(monthly_durations.c["count"])
+    moved = select(*keys, (-summed if sign < 0 else summed).label("count")).where(which)
+    upsert = (pg_insert if Dialect.of(conn).is_postgresql else sqlite_insert)(total_durations)
+    stmt = upsert.from_select([*_TOTAL_KEYS, "count"], moved.group_by(*keys))
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=list(_TOTAL_KEYS),
+        set_={"count": total_durations.c["count"] + stmt.excluded["count"]},
+    ))
 
 
 def _stamp(conn: Connection) -> None:
