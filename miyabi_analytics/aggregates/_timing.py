@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 
+from miyabi_analytics._db import neighbours
 from miyabi_analytics._db.dialect import Dialect
 from miyabi_analytics._db.exact import ExactSum
 from miyabi_analytics._db.rollup.parts import TIMED
@@ -66,8 +67,8 @@ def duration_stats(
     = 50 or 95, ``lo`` the value at ``floor(pos)``, ``hi`` the one at ``ceil(pos)``, the result
     is ``lo + (pos - floor(pos)) * (hi - lo)``. The database finds the positions in integer
     arithmetic and returns ``lo`` and ``hi`` with the count, the exact sum and the maximum, all
-    integers (PostgreSQL from a sorted array per group, SQLite with window functions); Python
-    makes the floats.
+    integers (PostgreSQL from a sorted array per group, SQLite from an aggregate that sorts each
+    group's durations once, :mod:`~miyabi_analytics._db.neighbours`); Python makes the floats.
 
     ``exact=False`` answers p50 and p95 from the rollups' mergeable duration histograms
     (logarithmic buckets, as DDSketch maps values): each is within 1% of the exact percentile,
@@ -84,15 +85,21 @@ def duration_stats(
     if not exact and rollup_can_answer(where, keys):
         return frame(sketched_rows(bind, keys, where, PERCENTILES), _dtypes(keys), list(keys))
     with begin(bind) as conn:
-        build = _pg_statement if Dialect.of(conn).is_postgresql else _window_statement
-        fetched = conn.execute(build(keys, where)).all()
-    for row in fetched:
-        n = row.executions
+        if Dialect.of(conn).is_postgresql:
+            fetched = [row._asdict() for row in conn.execute(_pg_statement(keys, where))]
+        else:
+            neighbours.register(conn, PERCENTILES)
+            fetched = [
+                {**row._asdict(), **neighbours.parse(row.neighbours, PERCENTILES)}
+                for row in conn.execute(_sqlite_statement(keys, where))
+            ]
+    for found in fetched:
+        row = list(found.values())
+        n = found["executions"]
         percentiles = [
-            interpolated(getattr(row, f"lo{p}"), getattr(row, f"hi{p}"), n, p, MICROS)
-            for p in PERCENTILES
+            interpolated(found[f"lo{p}"], found[f"hi{p}"], n, p, MICROS) for p in PERCENTILES
         ]
-        mean, longest = ratio(row.total, n * MICROS), ratio(row.longest, MICROS)
+        mean, longest = ratio(found["total"], n * MICROS), ratio(found["longest"], MICROS)
         rows.append((*row[:width], n, mean, *percentiles, longest))
     return frame(rows, _dtypes(keys), list(keys))
 
@@ -162,30 +169,13 @@ def _pg_statement(by: tuple[str, ...], filters: SummaryFilters) -> Select[Any]:
     return stmt.group_by(*keys) if keys else stmt.having(func.count() > 0)
 
 
-def _window_statement(by: tuple[str, ...], filters: SummaryFilters) -> Select[Any]:
-    """SQLite (no percentile function, no arrays): rank the rows with window functions.
-
-    Each row gets its 0-based ``ROW_NUMBER() - 1`` and the group's ``COUNT(*)`` over the
-    group's partition ordered by duration; the outer ``GROUP BY`` picks the two neighbours of
-    each percentile with a conditional ``MAX``.
-    """
-    timed = _timed(by, filters)  # the duration is computed once per row, then ranked
-    partition = [timed.c[name] for name in by] or None
-    ranked = select(
-        *(timed.c[name] for name in by),
-        timed.c.micros,
-        (func.row_number().over(partition_by=partition, order_by=timed.c.micros) - 1).label(
-            "pos"
-        ),
-        func.count().over(partition_by=partition).label("n"),
-    ).subquery("ranked")
-    neighbours = []
-    for percent in PERCENTILES:
-        lo, hi = _positions(percent, ranked.c.n)  # per row; n is constant within a partition
-        neighbours += [
-            func.max(case((ranked.c.pos == lo, ranked.c.micros))).label(f"lo{percent}"),
-            func.max(case((ranked.c.pos == hi, ranked.c.micros))).label(f"hi{percent}"),
-        ]
-    keys = [ranked.c[name] for name in by]
-    stmt = select(*keys, *_measures(ranked.c.micros), *neighbours)
+def _sqlite_statement(by: tuple[str, ...], filters: SummaryFilters) -> Select[Any]:
+    """SQLite: group, and let :mod:`~miyabi_analytics._db.neighbours`' aggregate pick them."""
+    timed = _timed(by, filters)  # the duration is computed once per row
+    keys = [timed.c[name] for name in by]
+    stmt = select(
+        *keys,
+        *_measures(timed.c.micros),
+        getattr(func, neighbours.NAME)(timed.c.micros).label("neighbours"),
+    )
     return stmt.group_by(*keys) if keys else stmt.having(func.count() > 0)
