@@ -30,6 +30,7 @@ is touched is dropped and queried when it is shown again.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ from miyabi_analytics.vocabulary import ExecutionStatus
 
 __all__ = [
     "COALESCE_SECONDS",
+    "FRESHNESS_SECONDS",
     "WAIT_SECONDS",
     "EventSource",
     "LiveFeed",
@@ -61,6 +63,9 @@ __all__ = [
     "watch_source",
 ]
 
+FRESHNESS_SECONDS: Final = 60.0
+"""How often a quiet live dashboard reads the rollups' freshness again (a cron refresh)."""
+_ROLLUP: Final = frozenset({"rollup"})
 _RUNNING: Final = ExecutionStatus.RUNNING.value
 _FAILED: Final = ExecutionStatus.FAILED.value
 _ROW: Final = frozenset(
@@ -198,6 +203,7 @@ class LiveModel:
         on_state: Callable[[str, BaseException | None], None] | None = None,
         coalesce: float = COALESCE_SECONDS,
         idle: float | None = WAIT_SECONDS,
+        freshness: float = FRESHNESS_SECONDS,
     ) -> None:
         self.model = model
         self.lock = lock or threading.RLock()
@@ -206,12 +212,15 @@ class LiveModel:
         self.lookups = 0
         self._pending: tuple[DashboardFilters, frozenset[str]] | None = None
         self._on_change = on_change
+        self.freshness = freshness
+        self._freshness_read = time.monotonic()
         self.feed = LiveFeed(
             source or watch_source(model.engine),
             self.apply,
             coalesce=coalesce,
             idle=idle,
             on_state=on_state,
+            on_quiet=self.quiet,
         )
 
     def start(self) -> LiveModel:
@@ -238,6 +247,26 @@ class LiveModel:
         finally:
             self.lookups += started.queries
         return current
+
+    def quiet(self) -> frozenset[str]:
+        """Between events: the rollups' freshness line, read again every ``freshness`` seconds.
+
+        A refresh from cron changes no execution, so no event tells the dashboard; without
+        this, the line would say the rollup is stale until the next change. ``on_change`` is
+        called only when the line moved; returns the queries run (``{"rollup"}`` or none).
+        """
+        if time.monotonic() - self._freshness_read < self.freshness:
+            return frozenset()
+        with self.lock:
+            self._freshness_read = time.monotonic()
+            model = self.model
+            if model.filters not in model.cached_filters():
+                return frozenset()  # nothing shown yet: the first refresh reads it anyway
+            before = model.refresh().rollup
+            data = model.recompute({"rollup"})
+            if data.rollup != before and self._on_change is not None:
+                self._on_change(data, _ROLLUP)
+            return _ROLLUP
 
     def apply(self, events: list[TransitionEvent]) -> frozenset[str]:
         """Apply one batch: the queries it touches run again; returns their names."""

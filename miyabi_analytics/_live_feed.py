@@ -60,6 +60,7 @@ class LiveFeed:
     ``idle``: the source's streams end after that long without an event (``watch``'s
     ``timeout``); a successor is then opened ahead (see the module). :meth:`stop` ends both
     threads and closes the streams (a ``watch`` generator closes its connection).
+    ``on_quiet()`` runs on the delivering thread every ``idle / 8`` seconds without an event.
     """
 
     def __init__(
@@ -70,8 +71,10 @@ class LiveFeed:
         coalesce: float = COALESCE_SECONDS,
         idle: float | None = WAIT_SECONDS,
         on_state: Callable[[str, BaseException | None], None] | None = None,
+        on_quiet: Callable[[], object] | None = None,
     ) -> None:
         self._source = source
+        self._on_quiet = on_quiet
         self._deliver = deliver
         self._coalesce = coalesce
         self._idle = idle
@@ -211,6 +214,16 @@ class LiveFeed:
                 return self._queue.get(timeout=self._idle / 8)
             except queue.Empty:
                 self._prepare_successor()
+                self._quiet()
+
+    def _quiet(self) -> None:
+        """Between events, on the delivering thread: ``on_quiet`` (its failure is reported)."""
+        if self._on_quiet is None or self._stopped.is_set():
+            return
+        try:
+            self._on_quiet()
+        except Exception as exc:  # the next quiet moment tries again
+            self._on_state("failed", exc)
 
     def _batches(self) -> None:
         while True:

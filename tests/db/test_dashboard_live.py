@@ -754,3 +754,29 @@ def test_watch_drives_a_refresh_within_2_s_of_another_process_commit(
     after = model.refresh()
     assert after.kpis[1].value != before.kpis[1].value
     assert_same_data(after, DashboardModel(seeded, model.filters).refresh())
+
+
+def test_a_quiet_live_dashboard_sees_a_refresh_made_by_cron(seeded: Engine) -> None:
+    """A refresh changes no execution (no event): the quiet feed reads the freshness again."""
+    ma.refresh_rollups(seeded)
+    with seeded.begin() as conn:  # a rescoring marks its day: the rollup is stale
+        conn.execute(sa.text(
+            "UPDATE agent_executions SET quality_score = 1 WHERE id = "
+            "(SELECT id FROM agent_executions WHERE quality_score IS NOT NULL LIMIT 1)"))
+    model = model_of(seeded)
+    assert "1 day changed" in model.refresh().rollup
+    changes: queue.SimpleQueue[tuple[str, frozenset[str]]] = queue.SimpleQueue()
+    source = FakeWatch()
+    live = LiveModel(model, source, idle=source.idle, freshness=0.0,
+                     on_change=lambda data, keys: changes.put((data.rollup, keys)))
+    assert live.quiet() == frozenset({"rollup"})
+    assert changes.empty()  # read again, but the line did not move: nothing shown anew
+    live.start()
+    try:
+        ma.refresh_rollups(seeded)  # as cron would: no event reaches the feed
+        line, keys = changes.get(timeout=10)
+    finally:
+        live.stop()
+    assert keys == frozenset({"rollup"})
+    assert "up to date" in line
+    assert model.refresh().rollup == line
