@@ -22,7 +22,6 @@ from sqlalchemy import (
     cast,
     func,
     literal,
-    or_,
     select,
 )
 
@@ -149,10 +148,14 @@ def day_of_row() -> ColumnElement[Any]:
     return UtcBucket(func.coalesce(executions.c.started_at, executions.c.created_at), "D")
 
 
-def on_days(day: ColumnElement[Any], next_day: ColumnElement[Any]) -> ColumnElement[bool]:
-    """The executions a rollup keeps under the days ``[day, next_day)`` (two index ranges)."""
+def on_days(day: ColumnElement[Any], next_day: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+    """The executions a rollup keeps under the days ``[day, next_day)``, as two conditions.
+
+    The started ones by ``started_at``, the others by ``created_at``: each an index range, to be
+    read apart (an ``OR`` of the two made PostgreSQL scan the whole table, 25x at 2.5M rows).
+    """
     started, created = executions.c.started_at, executions.c.created_at
-    return or_(
+    return [
         and_(started >= day, started < next_day),
         and_(started.is_(None), created >= day, created < next_day),
-    )
+    ]

@@ -112,18 +112,19 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
     conn.execute(delete(rollup_durations).where(rollup_durations.c.day.in_(chosen)))
     kind = [executions.c.agent_type, executions.c.repository_id, executions.c.status]
     is_started = started.is_not(None)
-    rolled = (
-        select(
-            day_of_row().label("day"), *kind, error_key().label("error_message"),
-            is_started.label("started"), *rollup_measures(),
+    for on_day_of_row in on_days(days.c.day, days.c.next_day):  # started, then the others
+        rolled = (
+            select(
+                day_of_row().label("day"), *kind, error_key().label("error_message"),
+                is_started.label("started"), *rollup_measures(),
+            )
+            .select_from(joined(executions.join(days, on_day_of_row)))
+            .group_by(day_of_row(), *kind, error_key(), is_started)
         )
-        .select_from(joined(executions.join(days, on_days(days.c.day, days.c.next_day))))
-        .group_by(day_of_row(), *kind, error_key(), is_started)
-    )
+        conn.execute(
+            insert(rollups).from_select([c.name for c in rolled.selected_columns], rolled)
+        )
     keys = [day_of_start().label("day"), *kind]
-    conn.execute(
-        insert(rollups).from_select([c.name for c in rolled.selected_columns], rolled)
-    )
     bucket = bucket_key(MICROS)
     histogram = (
         select(*keys, bucket.label("bucket"), func.count().label("count"))
