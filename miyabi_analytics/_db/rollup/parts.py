@@ -61,9 +61,9 @@ TIMED: Final = executions.c.started_at.is_not(None) & executions.c.completed_at.
 
 latest = analytics.alias("latest")
 _candidate = analytics.alias("candidate")
-_newest = (
+_newest = (  # correlated on the execution: no plan can run it over the analytics table alone
     select(_candidate.c.id)
-    .where(_candidate.c.execution_id == latest.c.execution_id)
+    .where(_candidate.c.execution_id == executions.c.id)
     .order_by(_candidate.c.created_at.desc(), write_order(_candidate).desc())
     .limit(1)
     .scalar_subquery()
