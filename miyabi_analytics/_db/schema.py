@@ -181,11 +181,12 @@ def _values(*names: str, type_: type[Integer] = BigInteger) -> list[Column[objec
     return [Column(name, type_(), nullable=True) for name in names]
 
 
-def _rollup_table(name: str) -> Table:
+def _rollup_table(name: str, *extra: Column[object]) -> Table:
     return Table(
         name,
         metadata,
         *_rollup_keys(),
+        *extra,
         # failed rows only (NULL otherwise): error_analysis groups failures by their message
         Column("error_message", Text, nullable=True),
         # false: executions that never started, under the day they were created (revision 0012)
@@ -221,6 +222,13 @@ Integer sums that could pass 64 bits are kept as the sums of their high and low 
 monthly_rollups = _rollup_table("agent_execution_rollups_monthly")
 """The same per UTC month (``day`` is the month's first day), summed from :data:`rollups`: what
 all-time and monthly aggregates read, twelve rows a year per key."""
+
+yearly_rollups = _rollup_table(
+    "agent_execution_rollups_yearly", Column("next_year", UtcDateTime(), nullable=True)
+)
+"""The same per UTC year (``day`` its first day, ``next_year`` the next one's; NULL after year
+9999), summed from :data:`monthly_rollups` (revision 0014): what all time reads of the years
+none of whose days is pending, a row a year per key."""
 
 rollup_durations = _histogram_table("agent_execution_rollup_durations")
 """The durations of each rollup key as a logarithmic histogram (``duration_stats(exact=False)``)."""

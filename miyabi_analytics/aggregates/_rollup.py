@@ -17,9 +17,12 @@ Each execution is counted in exactly one branch, and the pending marks are read 
 statement, hence the same snapshot, as the rollups: the answer equals the row-level one however
 stale the rollups are; staleness only costs time. All-time duration histograms read one level
 more: the all-time histogram (kept equal to the sum of the months by each refresh), less the
-months with a pending day (negated counts), in place of every settled month. A window costs its
+months with a pending day (negated counts), in place of every settled month; other all-time
+answers that are not per period read the yearly rollups of the years with no pending day, and
+the settled months of the others. A window costs its
 months' and days' rollup rows plus its edges and pending days, not the history outside it; all
-time costs twelve rows a year per key (the histograms: one set per key).
+time costs a row per settled year and key, plus the months of a year with a pending day (the
+histograms: one set per key).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from miyabi_analytics._db.schema import (
     rollup_pending,
     rollups,
     total_rollup_durations,
+    yearly_rollups,
 )
 from miyabi_analytics._db.summary import agent_category_of
 from miyabi_analytics.filters import SummaryFilters
@@ -200,8 +204,38 @@ class _Query:
         return stmt.group_by(*(key.rolled(table) for key in self.keys)) if self.keys else stmt
 
 
+def _by_years(query: _Query, pending_months: Select[Any]) -> list[Select[Any]]:
+    """All time's whole months: settled years' rows, and the settled months of the other years.
+
+    A year is stale while a pending mark falls in it; its months not pending are read instead.
+    The years are those of the yearly rollup (a refresh keeps one for every month it keeps).
+    """
+    yearly, monthly = yearly_rollups, monthly_rollups
+    years = select(yearly.c.day, yearly.c.next_year).distinct().subquery("years")
+    mark = rollup_pending.c.month
+    stale = (
+        select(years.c.day, years.c.next_year)
+        .select_from(years.join(rollup_pending, _in_year(mark, years.c)))
+        .distinct()
+        .subquery("stale_years")
+    )
+    return [
+        query.rolled(yearly, yearly, yearly.c.day.not_in(select(stale.c.day))),
+        query.rolled(
+            monthly, monthly.join(stale, _in_year(monthly.c.day, stale.c)),
+            monthly.c.day.not_in(pending_months),
+        ),
+    ]
+
+
+def _in_year(at: ColumnElement[Any], year: Any) -> ColumnElement[bool]:
+    """``at`` falls in the year ``[year.day, year.next_year)`` (no end after year 9999)."""
+    return and_(at >= year.day, or_(year.next_year.is_(None), at < year.next_year))
+
+
 def _rolled_branches(
-    query: _Query, lo: datetime | None, hi: datetime | None, months: bool, histogram: bool
+    query: _Query, lo: datetime | None, hi: datetime | None, months: bool, histogram: bool,
+    years: bool,
 ) -> list[Select[Any]]:
     """The rollups' branches: settled months, then the settled days not in them."""
     daily, monthly = (
@@ -220,6 +254,8 @@ def _rolled_branches(
             query.rolled(total_rollup_durations, total_rollup_durations),
             query.rolled(monthly, monthly, monthly.c.day.in_(pending_months), less=True),
         ]
+    elif years and lo_m is None and hi_m is None:
+        whole = _by_years(query, pending_months)
     else:
         whole = [
             query.rolled(
@@ -328,7 +364,7 @@ def combined(
         if hi is not None:
             edges.append(started >= hi)
         branches = [
-            *_rolled_branches(query, lo, hi, freq in (None, "M"), histogram),
+            *_rolled_branches(query, lo, hi, freq in (None, "M"), histogram, freq is None),
             raw(executions.join(pending, started_on)),
         ]
         if roll_unstarted:  # apart: each branch an index range (an OR scanned the table)

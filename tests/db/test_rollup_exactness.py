@@ -30,8 +30,8 @@ from miyabi_analytics.aggregates._sketched import histogram_statement
 from miyabi_analytics.filters import SummaryFilters
 
 AGENTS = ("MarketingAgent", "SalesAgent", "CRMAgent", "YouTubeAgent")
-START = datetime(2026, 3, 1, tzinfo=UTC)
-DAYS = 20
+START = datetime(2025, 11, 20, tzinfo=UTC)  # two months of one year, and the next year
+DAYS = 45
 
 
 @contextmanager

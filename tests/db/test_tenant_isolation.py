@@ -31,6 +31,7 @@ ROLLUPS = (  # what the aggregates read too (revision 0011); scoped by their own
     "agent_execution_rollups",
     "agent_execution_rollup_durations",
     "agent_execution_rollups_monthly",
+    "agent_execution_rollups_yearly",
     "agent_execution_rollup_durations_monthly",
     "agent_execution_rollup_durations_total",
     "agent_execution_rollup_pending",

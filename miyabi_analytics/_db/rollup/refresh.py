@@ -1,7 +1,9 @@
 """Recompute the pending days' rollups, a few days per transaction, safely beside live writers.
 
 Each step is one transaction that takes up to ``chunk`` pending days (oldest first), deletes
-their rollup rows, inserts them again from the executions, and deletes the marks it read.
+their rollup rows, inserts them again from the executions, sums their months and years again
+(and moves the all-time duration histogram by the months' change), and deletes the marks it
+read.
 Only marks that existed when the refresh began are taken, so a fleet that keeps writing cannot
 keep a refresh running forever: what it writes meanwhile waits for the next run.
 
@@ -20,7 +22,7 @@ security) would see only their rows: it is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import MAXYEAR, UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -31,6 +33,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     literal_column,
     select,
     text,
@@ -57,6 +60,7 @@ from miyabi_analytics._db.schema import (
     rollup_pending,
     rollup_state,
     rollups,
+    yearly_rollups,
 )
 from miyabi_analytics._db.schema import (
     monthly_rollup_durations as monthly_durations,
@@ -67,6 +71,7 @@ from miyabi_analytics._db.schema import (
 from miyabi_analytics._db.scope import session_scope
 from miyabi_analytics._db.sketch import bucket_key
 from miyabi_analytics._db.tx import begin
+from miyabi_analytics._db.types import UtcDateTime
 from miyabi_analytics.errors import ValidationError
 
 __all__ = ["CHUNK_DAYS", "Refreshed", "refresh"]
@@ -138,13 +143,15 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
         )
     )
     _months(conn, chosen)
+    _years(conn, chosen)
     conn.execute(delete(rollup_pending).where(rollup_pending.c.day.in_(chosen)))
     _stamp(conn)
     return len(chosen)
 
 
 _ANALYSED: Final = (
-    rollups, monthly_rollups, rollup_durations, monthly_durations, total_durations, rollup_pending
+    rollups, monthly_rollups, yearly_rollups, rollup_durations, monthly_durations,
+    total_durations, rollup_pending,
 )
 """Analysed after a refresh on PostgreSQL (a role that does not own them is skipped, warned)."""
 
@@ -208,6 +215,32 @@ def _add_to_total(conn: Connection, which: ColumnElement[bool], sign: int) -> No
         index_elements=list(_TOTAL_KEYS),
         set_={"count": total_durations.c["count"] + stmt.excluded["count"]},
     ))
+
+
+def _years(conn: Connection, chosen: list[datetime]) -> None:
+    """Sum the years the chosen days fall in from their (just recomputed) months."""
+    keys = [monthly_rollups.c[name] for name in _KEYS[1:] if name in monthly_rollups.c]
+    measures = [_merged(c) for c in monthly_rollups.c if c.name not in _KEYS]
+    for year in sorted({day.year for day in chosen}):
+        start = datetime(year, 1, 1, tzinfo=UTC)
+        end = datetime(year + 1, 1, 1, tzinfo=UTC) if year < MAXYEAR else None
+        in_year = [monthly_rollups.c.day >= start]
+        if end is not None:
+            in_year.append(monthly_rollups.c.day < end)
+        conn.execute(delete(yearly_rollups).where(yearly_rollups.c.day == start))
+        summed = (
+            select(
+                literal(start, UtcDateTime()).label("day"),
+                literal(end, UtcDateTime()).label("next_year"),
+                *keys,
+                *measures,
+            )
+            .where(*in_year)
+            .group_by(*keys)
+        )
+        conn.execute(
+            insert(yearly_rollups).from_select([c.name for c in summed.selected_columns], summed)
+        )
 
 
 def _stamp(conn: Connection) -> None:

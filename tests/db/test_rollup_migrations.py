@@ -1,11 +1,16 @@
-"""Revision 0012 on a database with history: never-started executions join the rollups, and
-its downgrade takes them out again (0011's readers take those executions from the table)."""
+"""The rollups' later revisions on a database with history.
+
+0012: never-started executions join the rollups, and its downgrade takes them out again (0011's
+readers take those executions from the table). 0014: the yearly rollups are filled from the
+months already rolled up, so all time is exact at once, before any refresh.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 from sqlalchemy import Engine, insert, text
 
 import miyabi_analytics as ma
@@ -58,5 +63,28 @@ def test_upgrade_rolls_up_the_queue_and_downgrade_takes_it_out(empty_url):
         with engine.begin() as conn:  # 0011's triggers again: a queued row marks nothing
             conn.execute(insert(executions), [_row("pending", None)])
         assert _sql(engine, "SELECT count(*) FROM agent_execution_rollup_pending") == [(0,)]
+    finally:
+        engine.dispose()
+
+
+def test_yearly_rollups_are_filled_from_the_months(empty_url):
+    engine = ma.connect(empty_url)
+    years_sql = ("SELECT day, next_year, sum(executions), max(quality_max) "
+                 "FROM agent_execution_rollups_yearly GROUP BY day, next_year ORDER BY day")
+    try:
+        ma.migrate(engine)
+        stamps = [datetime(2024, 12, 31, 23, 59, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC),
+                  datetime(2025, 6, 15, 12, tzinfo=UTC), datetime(2025, 12, 31, 23, tzinfo=UTC)]
+        with engine.begin() as conn:
+            conn.execute(insert(executions), [_row("completed", at) for at in stamps])
+        ma.refresh_rollups(engine)
+        expected = ma.quality_trend(engine, by=None, freq=None)
+        years = _sql(engine, years_sql)
+        assert [row[2] for row in years] == [1, 3]
+        ma.downgrade(engine, "0013_duration_totals")
+        ma.migrate(engine)  # 0014 again: its fill from the months gives the same years
+        assert _sql(engine, years_sql) == years
+        pd.testing.assert_frame_equal(ma.quality_trend(engine, by=None, freq=None), expected)
+        assert ma.quality_trend(engine, by=None, freq=None)["executions"].tolist() == [4]
     finally:
         engine.dispose()
