@@ -22,21 +22,24 @@ security) would see only their rows: it is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import MAXYEAR, UTC, datetime
+from datetime import MAXYEAR, UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    FromClause,
     and_,
     delete,
     func,
     insert,
     literal,
     literal_column,
+    or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -103,27 +106,19 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
     )
     if not chosen:
         return 0
-    # The days' bounds as the triggers wrote them: a day's end is compared in SQL only (the
-    # last day of year 9999 has no representable next midnight).
-    days = (
-        select(rollup_pending.c.day, rollup_pending.c.next_day)
-        .where(rollup_pending.c.day.in_(chosen))
-        .distinct()
-        .subquery("days")
-    )
-    started = executions.c.started_at
-    on_day = and_(started >= days.c.day, started < days.c.next_day)
     conn.execute(delete(rollups).where(rollups.c.day.in_(chosen)))
     conn.execute(delete(rollup_durations).where(rollup_durations.c.day.in_(chosen)))
     kind = [executions.c.agent_type, executions.c.repository_id, executions.c.status]
-    is_started = started.is_not(None)
-    for on_day_of_row in on_days(days.c.day, days.c.next_day):  # started, then the others
+    is_started = executions.c.started_at.is_not(None)
+    started_rows, *others = _chosen_rows(conn, chosen)
+    for source, where in (started_rows, *others):  # started, then never started
         rolled = (
             select(
                 day_of_row().label("day"), *kind, error_key().label("error_message"),
                 is_started.label("started"), *rollup_measures(),
             )
-            .select_from(joined(executions.join(days, on_day_of_row)))
+            .select_from(joined(source))
+            .where(where)
             .group_by(day_of_row(), *kind, error_key(), is_started)
         )
         conn.execute(
@@ -131,10 +126,11 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
         )
     keys = [day_of_start().label("day"), *kind]
     bucket = bucket_key(MICROS)
+    source, where = started_rows
     histogram = (
         select(*keys, bucket.label("bucket"), func.count().label("count"))
-        .select_from(executions.join(days, on_day))
-        .where(MICROS.is_not(None))
+        .select_from(source)
+        .where(where, MICROS.is_not(None))
         .group_by(*keys, bucket)
     )
     conn.execute(
@@ -147,6 +143,38 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
     conn.execute(delete(rollup_pending).where(rollup_pending.c.day.in_(chosen)))
     _stamp(conn)
     return len(chosen)
+
+
+def _chosen_rows(
+    conn: Connection, chosen: list[datetime]
+) -> list[tuple[FromClause, ColumnElement[bool]]]:
+    """``(FROM, WHERE)`` of the chosen days' started executions, then of the never-started.
+
+    PostgreSQL: the days as literal ranges, so the planner knows how many rows they hold
+    (joined with the marks, the days were estimated blind, and it read every execution and
+    its latest analytics before choosing the days: 20 s a step at 2.5M executions). SQLite:
+    the join with the marks, whose bounds the triggers wrote (the last day of year 9999 has no
+    next midnight Python can hold).
+    """
+    if not Dialect.of(conn).is_postgresql:
+        days = (
+            select(rollup_pending.c.day, rollup_pending.c.next_day)
+            .where(rollup_pending.c.day.in_(chosen))
+            .distinct()
+            .subquery("days")
+        )
+        return [(executions.join(days, on), true()) for on in on_days(days.c.day, days.c.next_day)]
+
+    def within(column: ColumnElement[datetime]) -> ColumnElement[bool]:
+        ranges = [
+            column >= day if day.date() == date.max
+            else and_(column >= day, column < day + timedelta(days=1))
+            for day in chosen
+        ]
+        return or_(*ranges)
+
+    started, created = executions.c.started_at, executions.c.created_at
+    return [(executions, within(started)), (executions, and_(started.is_(None), within(created)))]
 
 
 _ANALYSED: Final = (
