@@ -6,6 +6,7 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, insert, select, text, update
 
@@ -238,3 +239,24 @@ def test_two_refreshes_at_once_write_each_day_once(engine):
     assert errors == []
     assert _rolled_total(engine) == 80
     assert _pending(engine) == set()
+
+
+def test_the_last_day_of_year_9999_rolls_up_and_reads_exactly(engine):
+    """No next midnight, no next year: the refresh and the reads bound it on one side only."""
+    last = datetime(9999, 12, 31, tzinfo=UTC)
+    rows = [_row(last + timedelta(hours=22)), _row(last + timedelta(hours=23), status="failed"),
+            _row(None, status="pending", created_at=last + timedelta(hours=1)),
+            _row(DAY)]
+    with engine.begin() as conn:
+        conn.execute(insert(executions), rows)
+    before = ma.success_rates(engine, by=None)
+    assert ma.refresh_rollups(engine).days == 2
+    assert _rolled_total(engine) == 4
+    pd.testing.assert_frame_equal(ma.success_rates(engine, by=None), before)
+    assert ma.success_rates(engine, by=None)["executions"].tolist() == [4]
+    assert ma.error_analysis(engine)["failures"].tolist() == [1]
+    with engine.connect() as conn:
+        years = conn.execute(text(
+            "SELECT sum(executions), count(next_year) FROM agent_execution_rollups_yearly "
+            "GROUP BY day ORDER BY day")).all()
+    assert [tuple(y) for y in years] == [(1, 1), (3, 0)]
