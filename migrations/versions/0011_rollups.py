@@ -41,6 +41,7 @@ from miyabi_analytics._db.rules.rollup_marks import (
     create_marks_ddl,
     drop_marks_ddl,
 )
+from miyabi_analytics._db.rules.scoped import repository_scope_ddl
 from miyabi_analytics._db.types import UtcDateTime, UuidText
 from miyabi_analytics.vocabulary import AVERAGED_METRICS, SUMMED_METRICS
 
@@ -57,12 +58,6 @@ PENDING = "agent_execution_rollup_pending"
 STATE = "agent_execution_rollup_state"
 STARTED = "ix_agent_executions_started_at"
 WINDOW_COLUMNS = ("id", "completed_at", "agent_type", "repository_id", "status", "quality_score")
-POLICY = "miyabi_repository_scope"  # 0003's policy and condition, on the rollups' own column
-_SETTING = "current_setting('miyabi.repository_ids', true)"
-_SCOPE = (
-    f"coalesce({_SETTING}, '') = '' "
-    f"OR repository_id = ANY (string_to_array({_SETTING}, ',')::uuid[])"
-)
 
 
 def _keys() -> list[sa.Column[object]]:
@@ -140,11 +135,8 @@ def upgrade() -> None:
             postgresql_include=list(WINDOW_COLUMNS),
         )
         for table in (ROLLUPS, DURATIONS, MONTHLY, MONTHLY_DURATIONS):
-            op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-            op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-            op.execute(
-                f"CREATE POLICY {POLICY} ON {table} FOR ALL USING ({_SCOPE}) WITH CHECK ({_SCOPE})"
-            )
+            for statement in repository_scope_ddl(table):
+                op.execute(statement)
     op.execute(backfill_marks_sql(dialect))
     for statement in create_marks_ddl(dialect, unstarted=False):
         op.execute(statement)

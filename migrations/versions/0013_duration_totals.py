@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.rules.scoped import repository_scope_ddl
 from miyabi_analytics._db.types import UuidText
 
 revision: str = "0013_duration_totals"
@@ -33,12 +34,6 @@ depends_on: str | Sequence[str] | None = None
 TOTAL = "agent_execution_rollup_durations_total"
 MONTHLY = "agent_execution_rollup_durations_monthly"
 KEYS = "agent_type, repository_id, status, bucket"
-POLICY = "miyabi_repository_scope"  # 0011's policy on the rollups
-_SETTING = "current_setting('miyabi.repository_ids', true)"
-_SCOPE = (
-    f"coalesce({_SETTING}, '') = '' "
-    f"OR repository_id = ANY (string_to_array({_SETTING}, ',')::uuid[])"
-)
 
 
 def upgrade() -> None:
@@ -54,11 +49,8 @@ def upgrade() -> None:
         ),
     )
     if Dialect.of(op.get_bind()).is_postgresql:
-        op.execute(f"ALTER TABLE {TOTAL} ENABLE ROW LEVEL SECURITY")
-        op.execute(f"ALTER TABLE {TOTAL} FORCE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY {POLICY} ON {TOTAL} FOR ALL USING ({_SCOPE}) WITH CHECK ({_SCOPE})"
-        )
+        for statement in repository_scope_ddl(TOTAL):
+            op.execute(statement)
     op.execute(
         f"INSERT INTO {TOTAL} ({KEYS}, count) "  # noqa: S608 (module constants)
         f"SELECT {KEYS}, sum(count) FROM {MONTHLY} GROUP BY {KEYS}"

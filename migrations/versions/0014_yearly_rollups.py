@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from miyabi_analytics._db.dialect import Dialect
+from miyabi_analytics._db.rules.scoped import repository_scope_ddl
 from miyabi_analytics._db.types import UtcDateTime, UuidText
 from miyabi_analytics.vocabulary import AVERAGED_METRICS, SUMMED_METRICS
 
@@ -33,12 +34,6 @@ depends_on: str | Sequence[str] | None = None
 YEARLY = "agent_execution_rollups_yearly"
 MONTHLY = "agent_execution_rollups_monthly"
 KEYS = ("agent_type", "repository_id", "status", "error_message", "started")
-POLICY = "miyabi_repository_scope"  # 0011's policy on the rollups
-_SETTING = "current_setting('miyabi.repository_ids', true)"
-_SCOPE = (
-    f"coalesce({_SETTING}, '') = '' "
-    f"OR repository_id = ANY (string_to_array({_SETTING}, ',')::uuid[])"
-)
 _SQLITE_JAN_1 = "'-01-01 00:00:00.000000+00:00'"
 
 
@@ -96,11 +91,8 @@ def upgrade() -> None:
     op.create_table(YEARLY, *_columns())
     op.create_index(op.f(f"ix_{YEARLY}_day"), YEARLY, ["day"])
     if dialect.is_postgresql:
-        op.execute(f"ALTER TABLE {YEARLY} ENABLE ROW LEVEL SECURITY")
-        op.execute(f"ALTER TABLE {YEARLY} FORCE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY {POLICY} ON {YEARLY} FOR ALL USING ({_SCOPE}) WITH CHECK ({_SCOPE})"
-        )
+        for statement in repository_scope_ddl(YEARLY):
+            op.execute(statement)
     year, following = _bounds(dialect)
     measures = [c.name for c in _columns() if c.name not in ("day", "next_year", *KEYS)]
     names = ", ".join(["day", "next_year", *KEYS, *measures])
