@@ -1,12 +1,13 @@
-"""Rollups: what keeps all-time and monthly aggregates fast as the history grows (revision 0011).
+"""Rollups: what keeps all-time and monthly aggregates fast as the history grows (0011-0014).
 
 The aggregates (``success_rates``, ``quality_trend``, ``business_metrics``, ``error_analysis``,
-``duration_stats(exact=False)``) read per-day rollup rows for the days that are settled and
-the executions themselves for the days the database marked as changed since the last refresh
-(and for the partial days at a window's edges). So every answer is exact, fresh or stale
-rollup alike; a stale rollup only costs time. :func:`refresh_rollups` brings it up to date:
-incremental (only the changed days), idempotent, and safe to run from cron while agents write
-(``miyabi-analytics rollup --url URL``). :func:`rollup_status` says how fresh it is.
+``duration_stats(exact=False)``) read rollup rows per settled day, month and year (and an
+all-time duration histogram) and the executions themselves for the days the database marked
+as changed since the last refresh (and for the partial days at a window's edges). So every
+answer is exact, fresh or stale rollup alike; a stale rollup only costs time.
+:func:`refresh_rollups` brings it up to date: incremental (only the changed days), idempotent,
+and safe to run from cron while agents write (``miyabi-analytics rollup --url URL``).
+:func:`rollup_status` says how fresh it is.
 """
 
 from __future__ import annotations
