@@ -282,6 +282,11 @@ def _rolled_branches(
     ]
 
 
+def _on(at: ColumnElement[Any], day: Any) -> ColumnElement[bool]:
+    """``at`` falls on the day ``[day.day, day.next_day)`` (a mark's bounds)."""
+    return and_(at >= day.day, at < day.next_day)
+
+
 def _and(*clauses: ColumnElement[bool]) -> ColumnElement[bool]:
     return and_(*clauses) if clauses else ~false()
 
@@ -355,7 +360,7 @@ def combined(
             .distinct()
             .subquery("pending_days")
         )
-        started_on, unstarted_on = on_days(pending.c.day, pending.c.next_day)
+        started_on, unstarted_on = on_days(lambda at: _on(at, pending.c))
         edges: list[ColumnElement[bool]] = []
         if lo is not None:
             edges.append(started < lo)

@@ -10,6 +10,7 @@ does on SQLite, here on both databases so the halves can be summed again).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -148,14 +149,14 @@ def day_of_row() -> ColumnElement[Any]:
     return UtcBucket(func.coalesce(executions.c.started_at, executions.c.created_at), "D")
 
 
-def on_days(day: ColumnElement[Any], next_day: ColumnElement[Any]) -> list[ColumnElement[bool]]:
-    """The executions a rollup keeps under the days ``[day, next_day)``, as two conditions.
+def on_days(
+    within: Callable[[ColumnElement[Any]], ColumnElement[bool]],
+) -> list[ColumnElement[bool]]:
+    """The executions a rollup keeps under some days (``within(column)``: on those days).
 
-    The started ones by ``started_at``, the others by ``created_at``: each an index range, to be
-    read apart (an ``OR`` of the two made PostgreSQL scan the whole table, 25x at 2.5M rows).
+    Two conditions: the started ones by ``started_at``, the others by ``created_at``; each an
+    index range, to be read apart (an ``OR`` of the two made PostgreSQL scan the whole table,
+    25x at 2.5M rows).
     """
     started, created = executions.c.started_at, executions.c.created_at
-    return [
-        and_(started >= day, started < next_day),
-        and_(started.is_(None), created >= day, created < next_day),
-    ]
+    return [within(started), and_(started.is_(None), within(created))]

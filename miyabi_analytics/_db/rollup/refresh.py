@@ -30,6 +30,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     FromClause,
+    Table,
     and_,
     delete,
     func,
@@ -110,8 +111,8 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
     conn.execute(delete(rollup_durations).where(rollup_durations.c.day.in_(chosen)))
     kind = [executions.c.agent_type, executions.c.repository_id, executions.c.status]
     is_started = executions.c.started_at.is_not(None)
-    started_rows, *others = _chosen_rows(conn, chosen)
-    for source, where in (started_rows, *others):  # started, then never started
+    chosen_rows = _chosen_rows(conn, chosen)
+    for source, where in chosen_rows:  # started, then never started
         rolled = (
             select(
                 day_of_row().label("day"), *kind, error_key().label("error_message"),
@@ -126,7 +127,7 @@ def _step(conn: Connection, ceiling: int, chunk: int) -> int:
         )
     keys = [day_of_start().label("day"), *kind]
     bucket = bucket_key(MICROS)
-    source, where = started_rows
+    source, where = chosen_rows[0]  # (durations: started rows only)
     histogram = (
         select(*keys, bucket.label("bucket"), func.count().label("count"))
         .select_from(source)
@@ -163,9 +164,10 @@ def _chosen_rows(
             .distinct()
             .subquery("days")
         )
-        return [(executions.join(days, on), true()) for on in on_days(days.c.day, days.c.next_day)]
+        on_day = on_days(lambda at: and_(at >= days.c.day, at < days.c.next_day))
+        return [(executions.join(days, on), true()) for on in on_day]
 
-    def within(column: ColumnElement[datetime]) -> ColumnElement[bool]:
+    def within(column: ColumnElement[Any]) -> ColumnElement[bool]:
         ranges = [
             column >= day if day.date() == date.max
             else and_(column >= day, column < day + timedelta(days=1))
@@ -173,8 +175,7 @@ def _chosen_rows(
         ]
         return or_(*ranges)
 
-    started, created = executions.c.started_at, executions.c.created_at
-    return [(executions, within(started)), (executions, and_(started.is_(None), within(created)))]
+    return [(executions, where) for where in on_days(within)]
 
 
 _ANALYSED: Final = (
@@ -195,6 +196,12 @@ def _merged(column: Any) -> Any:
     return merge(column).label(name)
 
 
+def _keys_and_measures(table: Table) -> tuple[list[Any], list[Any]]:
+    """A rollup table's key columns but its day, and its columns merged over a longer period."""
+    keys = [table.c[name] for name in _KEYS[1:] if name in table.c]
+    return keys, [_merged(c) for c in table.c if c.name not in _KEYS]
+
+
 def _months(conn: Connection, chosen: list[datetime]) -> None:
     """Sum the months the chosen days fall in from their (just recomputed) days."""
     months = (
@@ -203,18 +210,17 @@ def _months(conn: Connection, chosen: list[datetime]) -> None:
         .distinct()
         .subquery("months")
     )
+    in_durations = monthly_durations.c.day.in_(select(months.c.month))
+    _add_to_total(conn, in_durations, -1)  # the months' old histograms, then their new ones
     for daily, monthly in ((rollups, monthly_rollups), (rollup_durations, monthly_durations)):
-        keys = [daily.c[name] for name in _KEYS[1:] if name in daily.c]
-        in_months = monthly.c.day.in_(select(months.c.month))
-        if monthly is monthly_durations:
-            _add_to_total(conn, in_months, -1)
-        conn.execute(delete(monthly).where(in_months))
+        keys, measures = _keys_and_measures(daily)
+        conn.execute(delete(monthly).where(monthly.c.day.in_(select(months.c.month))))
         in_month = and_(daily.c.day >= months.c.month, daily.c.day < months.c.next_month)
         summed = (
             select(
                 months.c.month.label("day"),
                 *keys,
-                *(_merged(c) for c in daily.c if c.name not in _KEYS),
+                *measures,
             )
             .select_from(daily.join(months, in_month))
             .group_by(months.c.month, *keys)
@@ -222,7 +228,7 @@ def _months(conn: Connection, chosen: list[datetime]) -> None:
         conn.execute(
             insert(monthly).from_select([c.name for c in summed.selected_columns], summed)
         )
-    _add_to_total(conn, monthly_durations.c.day.in_(select(months.c.month)), 1)
+    _add_to_total(conn, in_durations, 1)
 
 
 _TOTAL_KEYS: Final = ("agent_type", "repository_id", "status", "bucket")
@@ -247,8 +253,7 @@ def _add_to_total(conn: Connection, which: ColumnElement[bool], sign: int) -> No
 
 def _years(conn: Connection, chosen: list[datetime]) -> None:
     """Sum the years the chosen days fall in from their (just recomputed) months."""
-    keys = [monthly_rollups.c[name] for name in _KEYS[1:] if name in monthly_rollups.c]
-    measures = [_merged(c) for c in monthly_rollups.c if c.name not in _KEYS]
+    keys, measures = _keys_and_measures(monthly_rollups)
     for year in sorted({day.year for day in chosen}):
         start = datetime(year, 1, 1, tzinfo=UTC)
         end = datetime(year + 1, 1, 1, tzinfo=UTC) if year < MAXYEAR else None
