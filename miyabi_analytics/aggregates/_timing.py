@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final, Unpack
 
 import pandas as pd
@@ -84,22 +85,22 @@ def duration_stats(
     rows: list[tuple[Any, ...]] = []
     if not exact and rollup_can_answer(where, keys):
         return frame(sketched_rows(bind, keys, where, PERCENTILES), _dtypes(keys), list(keys))
+    fetched: list[tuple[Any, Mapping[Any, Any]]]  # (row, its neighbours by name)
     with begin(bind) as conn:
-        if Dialect.of(conn).is_postgresql:
-            fetched = [row._asdict() for row in conn.execute(_pg_statement(keys, where))]
-        else:
+        if Dialect.of(conn).is_postgresql:  # each row carries its neighbours, lo<p>, hi<p>
+            fetched = [(row, row._mapping) for row in conn.execute(_pg_statement(keys, where))]
+        else:  # the aggregate's text of them
             neighbours.register(conn, PERCENTILES)
             fetched = [
-                {**row._asdict(), **neighbours.parse(row.neighbours, PERCENTILES)}
+                (row, neighbours.parse(row.neighbours, PERCENTILES))
                 for row in conn.execute(_sqlite_statement(keys, where))
             ]
-    for found in fetched:
-        row = list(found.values())
-        n = found["executions"]
+    for row, found in fetched:
+        n = row.executions
         percentiles = [
             interpolated(found[f"lo{p}"], found[f"hi{p}"], n, p, MICROS) for p in PERCENTILES
         ]
-        mean, longest = ratio(found["total"], n * MICROS), ratio(found["longest"], MICROS)
+        mean, longest = ratio(row.total, n * MICROS), ratio(row.longest, MICROS)
         rows.append((*row[:width], n, mean, *percentiles, longest))
     return frame(rows, _dtypes(keys), list(keys))
 
